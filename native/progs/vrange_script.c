@@ -1,0 +1,173 @@
+/* vrange_script.c - performs vrange calls read from stdin, prints each result.
+ *
+ * Built once per ABI (-DVRANGE_ABI=...).  Tests write a script and check the
+ * printed answers, so every argument rule is exercised by a real traced
+ * program.  Regions are named by a letter; offsets and lengths in pages.
+ *
+ *   map R PAGES KIND     KIND: anon | shared | file | locked | ro
+ *   fill R SEED          write a pattern derived from SEED into every page
+ *   check R SEED         print "check R good=G zero=Z bad=B" (pages)
+ *   vol R OFF N [ARG]    mark volatile (ARG: flags / behavior, default 0)
+ *   nonvol R OFF N       mark nonvolatile
+ *   raw START LEN MODE A3 A4   raw syscall, numbers in any C base
+ *   badptr R OFF N       nonvolatile with a read-only `purged` pointer
+ *   unmap R OFF N        punch a hole
+ *   mlock R OFF N
+ *   purge                SIGUSR1 to vrange-run, then a barrier call
+ *   rss                  print "rss KB"
+ *
+ * Each vrange call prints: "ret=R errno=E purged=P" (purged -1 if untouched).
+ */
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "vrange.h"
+
+#define PAGE 4096
+static char *region[26];
+static size_t region_pages[26];
+
+static long call(unsigned long start, size_t len, int mode, long arg, int *purged)
+{
+#if VRANGE_ABI == VRANGE_ABI_V7
+    (void)purged;
+    return vrange(start, len, mode, (int)arg);
+#elif VRANGE_ABI == VRANGE_ABI_V10
+    (void)arg;
+    return vrange(start, len, mode, purged);
+#else
+    return vrange(start, len, mode, (unsigned)arg, purged);
+#endif
+}
+
+static void report(long ret, int purged)
+{
+    printf("ret=%ld errno=%d purged=%d\n", ret, ret < 0 ? errno : 0, purged);
+    fflush(stdout);
+}
+
+static uint64_t pattern(unsigned seed, size_t page, size_t word)
+{
+    return ((uint64_t)seed << 40) ^ (page * 0x9E3779B97F4A7C15ull) ^ (word + 1);
+}
+
+static long rss_kb(void)
+{
+    long pages = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f && fscanf(f, "%ld %ld", &pages, &resident) != 2)
+        resident = -1;
+    if (f)
+        fclose(f);
+    return resident * (PAGE / 1024);
+}
+
+int main(void)
+{
+    char op[32], name[4], kind[16];
+    while (scanf("%31s", op) == 1) {
+        int r;
+        size_t off, n;
+        long arg = 0;
+        int purged = -1;
+        if (!strcmp(op, "map") && scanf("%3s %zu %15s", name, &n, kind) == 3) {
+            r = name[0] - 'A';
+            int shared = !strcmp(kind, "shared");
+            int prot = strcmp(kind, "ro") ? PROT_READ | PROT_WRITE : PROT_READ;
+            int fd = -1;
+            if (!strcmp(kind, "file")) {
+                FILE *tmp = tmpfile();
+                fd = fileno(tmp);
+                if (ftruncate(fd, (off_t)n * PAGE))
+                    return 3;
+            }
+            region[r] = mmap(NULL, n * PAGE, prot,
+                             (shared ? MAP_SHARED : MAP_PRIVATE) | (fd < 0 ? MAP_ANONYMOUS : 0),
+                             fd, 0);
+            if (region[r] == MAP_FAILED)
+                return 3;
+            region_pages[r] = n;
+            if (!strcmp(kind, "locked") && mlock(region[r], n * PAGE))
+                return 4;
+            printf("mapped %c\n", name[0]);
+        } else if (!strcmp(op, "fill") && scanf("%3s %ld", name, &arg) == 2) {
+            r = name[0] - 'A';
+            uint64_t *w = (uint64_t *)region[r];
+            for (size_t p = 0; p < region_pages[r]; p++)
+                for (size_t i = 0; i < PAGE / 8; i++)
+                    w[p * PAGE / 8 + i] = pattern((unsigned)arg, p, i);
+        } else if (!strcmp(op, "check") && scanf("%3s %ld", name, &arg) == 2) {
+            r = name[0] - 'A';
+            uint64_t *w = (uint64_t *)region[r];
+            size_t good = 0, zero = 0, bad = 0;
+            for (size_t p = 0; p < region_pages[r]; p++) {
+                int is_good = 1, is_zero = 1;
+                for (size_t i = 0; i < PAGE / 8; i++) {
+                    uint64_t v = w[p * PAGE / 8 + i];
+                    is_good &= v == pattern((unsigned)arg, p, i);
+                    is_zero &= v == 0;
+                }
+                good += is_good;
+                zero += is_zero && !is_good;
+                bad += !is_good && !is_zero;
+            }
+            printf("check %c good=%zu zero=%zu bad=%zu\n", name[0], good, zero, bad);
+        } else if ((!strcmp(op, "vol") || !strcmp(op, "nonvol")) &&
+                   scanf("%3s %zu %zu", name, &off, &n) == 3) {
+            int volatile_ = !strcmp(op, "vol");
+            if (volatile_ && scanf("%li", &arg) != 1)
+                arg = 0;
+            r = name[0] - 'A';
+            long ret = call((unsigned long)(region[r] + off * PAGE), n * PAGE,
+                            volatile_ ? VRANGE_VOLATILE : VRANGE_NONVOLATILE, arg, &purged);
+            report(ret, purged);
+        } else if (!strcmp(op, "raw")) {
+            unsigned long start, len, a3, a4;
+            long mode;
+            if (scanf("%li %li %li %li %li", (long *)&start, (long *)&len, &mode,
+                      (long *)&a3, (long *)&a4) != 5)
+                return 2;
+#if VRANGE_ABI == VRANGE_ABI_NATIVE
+            long ret = syscall(vrange_nr(), start, len, mode, a3, a4);
+#else
+            long ret = syscall(VRANGE_NR, start, len, mode, a3, a4);
+#endif
+            report(ret, purged);
+        } else if (!strcmp(op, "badptr") && scanf("%3s %zu %zu", name, &off, &n) == 3) {
+            static int *ro;
+            if (!ro)
+                ro = mmap(NULL, PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            r = name[0] - 'A';
+            long ret = call((unsigned long)(region[r] + off * PAGE), n * PAGE,
+                            VRANGE_NONVOLATILE, 0, ro);
+            report(ret, purged);
+        } else if (!strcmp(op, "unmap") && scanf("%3s %zu %zu", name, &off, &n) == 3) {
+            r = name[0] - 'A';
+            munmap(region[r] + off * PAGE, n * PAGE);
+        } else if (!strcmp(op, "mlock") && scanf("%3s %zu %zu", name, &off, &n) == 3) {
+            r = name[0] - 'A';
+            if (mlock(region[r] + off * PAGE, n * PAGE))
+                return 4;
+        } else if (!strcmp(op, "purge")) {
+            /* The supervisor serves a purge it was asked for before any later
+             * call of this process, so the barrier makes it synchronous. */
+            kill(getppid(), SIGUSR1);
+            static char barrier[2 * PAGE] __attribute__((aligned(PAGE)));
+            int p;
+            call((unsigned long)barrier, PAGE, VRANGE_NONVOLATILE, 0, &p);
+            printf("purged\n");
+        } else if (!strcmp(op, "rss")) {
+            printf("rss %ld\n", rss_kb());
+        } else {
+            fprintf(stderr, "vrange_script: bad command %s\n", op);
+            return 2;
+        }
+        fflush(stdout);
+    }
+    return 0;
+}

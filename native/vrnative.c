@@ -1,0 +1,284 @@
+/* vrnative.c - the small C part of the vrange-run supervisor.
+ *
+ * Only what Python cannot do well (or safely between fork and exec):
+ * spawning the program under the seccomp filter, the user-notification
+ * ioctls, remote memory writes, VMA queries and signalfd.  Policy stays in
+ * Python.  Every function returns 0 (or a count) on success and -errno on
+ * failure, so the Python side never has to read errno.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <unistd.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+
+#include "vrnative.h"
+
+/* Debian's headers are older than the kernels we run on. */
+#ifndef SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
+#define SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV (1UL << 5)
+#endif
+#ifndef SECCOMP_IOCTL_NOTIF_SET_FLAGS
+#define SECCOMP_IOCTL_NOTIF_SET_FLAGS SECCOMP_IOW(4, __u64)
+#endif
+#ifndef SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP
+#define SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (1UL << 0)
+#endif
+#define PROCMAP_QUERY _IOWR('f', 17, struct vr_vma)
+
+/* Stages reported back through the error pipe when the child fails. */
+enum { STAGE_NNP = 1, STAGE_FILTER = 2, STAGE_SEND = 3, STAGE_EXEC = 4 };
+
+static int send_fd(int sock, int fd)
+{
+    char byte = 0;
+    struct iovec iov = { &byte, 1 };
+    union { struct cmsghdr h; char buf[CMSG_SPACE(sizeof(int))]; } u;
+    struct msghdr msg = { 0 };
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = u.buf;
+    msg.msg_controllen = sizeof u.buf;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &fd, sizeof fd);
+    return sendmsg(sock, &msg, 0) == 1 ? 0 : -1;
+}
+
+static int recv_fd(int sock)
+{
+    char byte;
+    struct iovec iov = { &byte, 1 };
+    union { struct cmsghdr h; char buf[CMSG_SPACE(sizeof(int))]; } u;
+    struct msghdr msg = { 0 };
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = u.buf;
+    msg.msg_controllen = sizeof u.buf;
+    if (recvmsg(sock, &msg, MSG_CMSG_CLOEXEC) != 1)
+        return -1;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    if (!c || c->cmsg_type != SCM_RIGHTS)
+        return -1;
+    int fd;
+    memcpy(&fd, CMSG_DATA(c), sizeof fd);
+    return fd;
+}
+
+static void child_fail(int errfd, int stage, int err)
+{
+    int msg[2] = { stage, err };
+    (void)!write(errfd, msg, sizeof msg);
+    /* 126/127 follow the shell: found but not runnable / not found. */
+    _exit(stage == STAGE_EXEC && (err == ENOENT || err == ENOTDIR) ? 127 : 126);
+}
+
+/* Runs in the child between fork and exec: async-signal-safe calls only. */
+static void child(const char *file, char *const argv[], int action, int nr,
+                  int sock, int gofd, int errfd)
+{
+    /* The supervisor blocks signals for its signalfd and Python ignores
+     * SIGPIPE/SIGXFSZ; the program must start with the usual defaults. */
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    signal(SIGPIPE, SIG_DFL);
+    signal(SIGXFSZ, SIG_DFL);
+
+    /* Untrapped syscalls must never stop: the filter returns ALLOW for
+     * everything but the one number on the native architecture. */
+    struct sock_filter prog[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 0, 3),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)nr, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, action == VR_TRAP_NOTIFY ? SECCOMP_RET_USER_NOTIF
+                                                          : SECCOMP_RET_TRACE),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog fprog = { sizeof prog / sizeof prog[0], prog };
+
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
+        child_fail(errfd, STAGE_NNP, errno);
+    if (action == VR_TRAP_NOTIFY) {
+        /* Once the supervisor has received a call, only a fatal signal may
+         * interrupt it: a restarted call would be answered twice. */
+        long fd = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
+                          SECCOMP_FILTER_FLAG_NEW_LISTENER |
+                              SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV, &fprog);
+        if (fd < 0 && errno == EINVAL)
+            fd = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
+                         SECCOMP_FILTER_FLAG_NEW_LISTENER, &fprog);
+        if (fd < 0)
+            child_fail(errfd, STAGE_FILTER, errno);
+        if (send_fd(sock, (int)fd))
+            child_fail(errfd, STAGE_SEND, errno);
+        close((int)fd); /* the program must not hold its own listener */
+    } else if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &fprog)) {
+        child_fail(errfd, STAGE_FILTER, errno);
+    }
+    close(sock);
+
+    /* Wait until the supervisor has seized us, so exec and every fork is seen. */
+    char go;
+    if (read(gofd, &go, 1) != 1)
+        _exit(125);
+    close(gofd);
+    execvp(file, argv);
+    child_fail(errfd, STAGE_EXEC, errno);
+}
+
+int vr_spawn(const char *file, char *const argv[], int action, int nr,
+             long ptrace_options, struct vr_spawn_result *out)
+{
+    int sv[2], go[2], err[2];
+    memset(out, 0, sizeof *out);
+    out->listener = -1;
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv))
+        return -errno;
+    if (pipe2(go, O_CLOEXEC)) {
+        int e = errno;
+        close(sv[0]); close(sv[1]);
+        return -e;
+    }
+    if (pipe2(err, O_CLOEXEC)) {
+        int e = errno;
+        close(sv[0]); close(sv[1]); close(go[0]); close(go[1]);
+        return -e;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        int e = errno;
+        close(sv[0]); close(sv[1]); close(go[0]); close(go[1]);
+        close(err[0]); close(err[1]);
+        return -e;
+    }
+    if (pid == 0) {
+        close(sv[0]); close(go[1]); close(err[0]);
+        child(file, argv, action, nr, sv[1], go[0], err[1]);
+    }
+    close(sv[1]); close(go[0]); close(err[1]);
+    out->pid = pid;
+    if (action == VR_TRAP_NOTIFY) {
+        out->listener = recv_fd(sv[0]);
+        if (out->listener >= 0 &&
+            ioctl(out->listener, SECCOMP_IOCTL_NOTIF_SET_FLAGS,
+                  SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP) == 0)
+            out->sync_wakeup = 1;
+    }
+    close(sv[0]);
+    /* Seize before the program runs a single instruction of its own. */
+    if (out->listener >= 0 || action != VR_TRAP_NOTIFY) {
+        if (ptrace(PTRACE_SEIZE, pid, 0, ptrace_options) == 0) {
+            out->seized = 1;
+            (void)!write(go[1], "g", 1);
+        } else {
+            out->seize_errno = errno;
+        }
+    }
+    close(go[1]); /* without the go byte the child exits 125 */
+    int msg[2];
+    ssize_t n;
+    do n = read(err[0], msg, sizeof msg); while (n < 0 && errno == EINTR);
+    close(err[0]);
+    if (n == sizeof msg) {
+        out->fail_stage = msg[0];
+        out->fail_errno = msg[1];
+    }
+    return 0;
+}
+
+int vr_notif_recv(int fd, struct seccomp_notif *n)
+{
+    memset(n, 0, sizeof *n);
+    return ioctl(fd, SECCOMP_IOCTL_NOTIF_RECV, n) ? -errno : 0;
+}
+
+int vr_notif_send(int fd, uint64_t id, int64_t val, int32_t error, uint32_t flags)
+{
+    struct seccomp_notif_resp r = { id, val, error, flags };
+    return ioctl(fd, SECCOMP_IOCTL_NOTIF_SEND, &r) ? -errno : 0;
+}
+
+int vr_notif_id_valid(int fd, uint64_t id)
+{
+    return ioctl(fd, SECCOMP_IOCTL_NOTIF_ID_VALID, &id) ? -errno : 0;
+}
+
+int vr_write_i32(int pid, uint64_t addr, int32_t value)
+{
+    struct iovec local = { &value, sizeof value };
+    struct iovec remote = { (void *)(uintptr_t)addr, sizeof value };
+    ssize_t n = process_vm_writev(pid, &local, 1, &remote, 1, 0);
+    if (n < 0)
+        return -errno;
+    return n == sizeof value ? 0 : -EFAULT;
+}
+
+int vr_vma_query(int maps_fd, uint64_t addr, struct vr_vma *q, char *name,
+                 uint32_t name_size)
+{
+    memset(q, 0, sizeof *q);
+    q->size = sizeof *q;
+    q->query_flags = VR_VMA_COVERING_OR_NEXT;
+    q->query_addr = addr;
+    if (name) {
+        q->vma_name_addr = (uint64_t)(uintptr_t)name;
+        q->vma_name_size = name_size;
+        name[0] = 0;
+    }
+    return ioctl(maps_fd, PROCMAP_QUERY, q) ? -errno : 0;
+}
+
+int vr_signalfd(const int *signals, int count)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    for (int i = 0; i < count; i++)
+        sigaddset(&set, signals[i]);
+    if (sigprocmask(SIG_BLOCK, &set, NULL))
+        return -errno;
+    int fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+    return fd < 0 ? -errno : fd;
+}
+
+int vr_signalfd_read(int fd, struct vr_siginfo *out)
+{
+    struct signalfd_siginfo si;
+    ssize_t n = read(fd, &si, sizeof si);
+    if (n < 0)
+        return errno == EAGAIN ? 0 : -errno;
+    if (n != sizeof si)
+        return -EIO;
+    out->signo = (int)si.ssi_signo;
+    out->code = si.ssi_code;
+    out->pid = (int)si.ssi_pid;
+    return 1;
+}
+
+int vr_kcmp_vm(int pid1, int pid2)
+{
+    long r = syscall(SYS_kcmp, pid1, pid2, 0 /* KCMP_VM */, 0, 0);
+    return r < 0 ? -errno : (int)r;
+}
+
+int vr_tgkill(int tgid, int tid, int sig)
+{
+    return syscall(SYS_tgkill, tgid, tid, sig) ? -errno : 0;
+}

@@ -1,0 +1,54 @@
+/* vrnative.h - interface of vrnative.c.  cffi parses this file as its cdef,
+ * so it holds plain declarations only: no #include, no include guard. */
+
+#define VR_TRAP_NOTIFY 0
+#define VR_TRAP_PTRACE 1
+#define VR_VMA_COVERING_OR_NEXT 16
+
+struct vr_spawn_result {
+    int pid;          /* the program's pid (0 if fork failed) */
+    int listener;     /* user-notification fd, -1 in ptrace mode or on failure */
+    int sync_wakeup;  /* SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP was accepted */
+    int seized;       /* PTRACE_SEIZE succeeded and the child was let go */
+    int seize_errno;
+    int fail_stage;   /* 0, or where the child failed: 1 nnp 2 filter 3 send 4 exec */
+    int fail_errno;
+};
+
+/* struct procmap_query (Linux 6.11+), under our own name. */
+struct vr_vma {
+    uint64_t size;
+    uint64_t query_flags;
+    uint64_t query_addr;
+    uint64_t vma_start;
+    uint64_t vma_end;
+    uint64_t vma_flags;      /* 1 read, 2 write, 4 exec, 8 shared */
+    uint64_t vma_page_size;
+    uint64_t vma_offset;
+    uint64_t inode;
+    uint32_t dev_major;
+    uint32_t dev_minor;
+    uint32_t vma_name_size;
+    uint32_t build_id_size;
+    uint64_t vma_name_addr;
+    uint64_t build_id_addr;
+};
+
+struct vr_siginfo {
+    int signo;
+    int code;
+    int pid;
+};
+
+int vr_spawn(const char *file, char *const argv[], int action, int nr,
+             long ptrace_options, struct vr_spawn_result *out);
+int vr_notif_recv(int fd, struct seccomp_notif *n);
+int vr_notif_send(int fd, uint64_t id, int64_t val, int32_t error, uint32_t flags);
+int vr_notif_id_valid(int fd, uint64_t id);
+int vr_write_i32(int pid, uint64_t addr, int32_t value);
+int vr_vma_query(int maps_fd, uint64_t addr, struct vr_vma *q, char *name,
+                 uint32_t name_size);
+int vr_signalfd(const int *signals, int count);
+int vr_signalfd_read(int fd, struct vr_siginfo *out);
+int vr_kcmp_vm(int pid1, int pid2);
+int vr_tgkill(int tgid, int tid, int sig);

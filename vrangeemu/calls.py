@@ -1,0 +1,63 @@
+"""Serving one vrange call against one address space (no ptrace here).
+
+The supervisor decodes nothing itself: it hands the raw arguments to
+`serve()` and sends back what it returns.  The model is changed only by
+`Answer.commit()`, which the supervisor calls after the answer reached the
+program, so a call the kernel restarts is never applied twice.
+"""
+import errno
+from typing import Callable, NamedTuple, Optional
+
+from .abi import VOLATILE, Reply
+from .model.vma import extent
+
+
+class Answer(NamedTuple):
+    value: int                            # the syscall's return value when error == 0
+    error: int                            # positive errno, or 0
+    commit: Optional[Callable[[], None]]  # applies the change; None when nothing changes
+
+
+def serve(space, profile, args, write_purged):
+    """Answer one call of `profile` with raw `args` for `space`.
+
+    `space` has `.ranges` (VolatileRanges), `.memory` (a ProcessMemory-like
+    view: vmas(), mark_locked()) and `.stats`; `write_purged(addr, value)`
+    writes the caller's `int *purged` and returns 0 or a positive errno.
+    """
+    call = profile.decode(args)
+    if call.error:
+        return _refuse(space, call.error)
+    end = call.start + call.length
+    volatile = call.mode == VOLATILE
+    vmas = space.memory.vmas(call.start, end)
+    if volatile:
+        vmas = space.memory.mark_locked(vmas)
+    processed, err = extent(call.start, end, vmas, volatile)
+    if err:
+        # The kernel wrote *purged = 0 before walking: a bad pointer wins.
+        if call.purged_ptr and write_purged(call.purged_ptr, 0):
+            err = errno.EFAULT
+        return _refuse(space, err)
+    stop = call.start + processed
+    purged = not volatile and space.ranges.is_purged(call.start, stop)
+    if call.purged_ptr and write_purged(call.purged_ptr, int(purged)):
+        return _refuse(space, errno.EFAULT)
+
+    def commit():
+        stats = space.stats
+        stats.calls += 1
+        if volatile:
+            space.ranges.mark(call.start, stop, call.partial)
+            stats.marked_bytes += processed
+        else:
+            space.ranges.unmark(call.start, stop)
+            stats.purged_answers += purged
+    return Answer(profile.encode(call, Reply(processed, purged)), 0, commit)
+
+
+def _refuse(space, err):
+    def commit():
+        space.stats.calls += 1
+        space.stats.errors += 1
+    return Answer(0, err, commit)

@@ -1,0 +1,108 @@
+"""vrange-run: run a program with the vrange() syscall emulated."""
+import argparse
+import os
+import platform
+import sys
+import traceback
+
+from .abi import CLAIMED, NATIVE_NR, PROFILES
+
+EXIT_SETUP = 125   # our own failure, as env(1) and timeout(1) use it
+
+EPILOG = f"""\
+ABI profiles (--abi):
+  native  syscall {NATIVE_NR} (assigned to nothing), {PROFILES['native'].signature};
+          VOLATILE=1 NONVOLATILE=0, flags: 1 = PARTIAL purge. See native/vrange.h.
+  v7      syscall 314, {PROFILES['v7'].signature}; returns 0/1 purged.
+  v10     syscall 314, {PROFILES['v10'].signature}; returns bytes.
+  v12     syscall 316, {PROFILES['v12'].signature}; NONVOLATILE=0 VOLATILE=1.
+
+WARNING: v7 and v10 claim syscall 314 (sched_setattr) and v12 claims 316
+(renameat2) for the traced program and everything it runs: while traced,
+those real syscalls are answered as vrange (e.g. `mv` uses renameat2).
+
+Purging: `kill -USR1 <vrange-run pid>` discards every volatile page that is
+resident and not shared copy-on-write; the next NONVOLATILE call on it
+answers purged.  Outside vrange-run the syscall fails with ENOSYS.
+
+Exit status: the program's own; 128+N if it was killed by signal N;
+127 if it was not found, 126 if it could not be executed; 125 if vrange-run
+itself failed (bad option, ptrace or seccomp not permitted).
+SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to vrange-run go to the program.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_SETUP, f"vrange-run: {message}\n")
+
+
+def parse_args(argv):
+    parser = _Parser(
+        prog="vrange-run",
+        description="Run PROGRAM with the vrange() volatile-range syscall emulated: its "
+                    "calls are trapped with seccomp and answered with the semantics of the "
+                    "2013-2014 kernel patches; every other syscall runs natively.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--abi", choices=sorted(PROFILES), default="native",
+                        help="which vrange ABI the program was built for (default: native)")
+    parser.add_argument("--syscall-nr", type=int, metavar="N",
+                        help="trap syscall number N instead of the profile's")
+    parser.add_argument("--trap", choices=("notify", "ptrace"), default="notify",
+                        help="how calls are trapped: seccomp user notification (default, "
+                             "~4 us a call) or RET_TRACE + ptrace stop (~50 us; for kernels "
+                             "before 5.0)")
+    parser.add_argument("--stats", action="store_true",
+                        help="print per-process counts (calls, bytes made volatile, bytes "
+                             "purged) on stderr at exit")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="say what the supervisor does (trap method, forks, execs, purges)")
+    parser.add_argument("program", help="the program to run (searched in PATH)")
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="its arguments")
+    opts = parser.parse_args(argv)
+    if opts.syscall_nr is not None and not 0 <= opts.syscall_nr < 1 << 30:
+        parser.error(f"--syscall-nr {opts.syscall_nr}: must be between 0 and 2^30-1")
+    return opts
+
+
+def main(argv=None):
+    opts = parse_args(sys.argv[1:] if argv is None else argv)
+    # Imported late: --help must work even where the native part is missing.
+    from .supervisor import SetupError, Supervisor, log_to_stderr
+    from .report import print_stats
+
+    if platform.machine() != "x86_64":
+        print(f"vrange-run: only x86_64 is supported, not {platform.machine()}", file=sys.stderr)
+        return EXIT_SETUP
+    profile = PROFILES[opts.abi]
+    if opts.syscall_nr is not None:
+        profile = profile.with_nr(opts.syscall_nr)
+    if profile.nr in CLAIMED:
+        note = f"--abi {profile.name}: syscall {profile.nr} ({CLAIMED[profile.nr]}) is vrange for this program"
+        if opts.verbose:
+            log_to_stderr(note)
+    os.environ["VRANGE_SYSCALL_NR"] = str(profile.nr)
+    os.environ["VRANGE_ABI"] = profile.name
+    sup = Supervisor([opts.program, *opts.args], profile, opts.trap,
+                     log=log_to_stderr if opts.verbose else None)
+    try:
+        stop = sup.run()
+    except SetupError as exc:
+        print(f"vrange-run: {exc}", file=sys.stderr)
+        return exc.status
+    except Exception:   # our bug: let the program finish untraced
+        traceback.print_exc()
+        print("vrange-run: internal error; the program goes on without vrange "
+              "(its calls now fail with ENOSYS)", file=sys.stderr)
+        stop = sup.abandon()
+    finally:
+        if opts.stats:
+            print_stats(sup, sys.stderr)
+    if stop is None:
+        return EXIT_SETUP
+    return stop.value if stop.kind == "exited" else 128 + stop.value
+
+
+if __name__ == "__main__":
+    sys.exit(main())

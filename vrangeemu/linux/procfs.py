@@ -1,0 +1,169 @@
+"""A traced address space seen through /proc/TGID: VMAs, locks, pagemap, vDSO.
+
+The supervisor keeps one `ProcessMemory` per address space and reopens it
+after exec (the files are bound to the mm they were opened on).
+"""
+import array
+import errno
+import os
+import re
+
+from .._native import ffi, lib
+from ..model.vma import ANON, FILE, LOCKED, SHARED, SPECIAL, Vma
+
+PAGE_SHIFT = 12
+PM_PRESENT = 1 << 63
+PM_EXCLUSIVE = 1 << 56
+PM_PFN_MASK = (1 << 55) - 1
+_MAPS_LINE = re.compile(r"([0-9a-f]+)-([0-9a-f]+) (\S{4}) \S+ (\S+):(\S+) (\d+)\s*(.*)")
+
+
+def _kind_from_maps(perms, inode, name):
+    if perms[3] == "s":
+        return SHARED
+    if int(inode):
+        return FILE
+    if name.startswith("[v"):   # [vdso], [vvar], [vsyscall]: VM_PFNMAP/VM_IO
+        return SPECIAL
+    return ANON
+
+
+class ProcessMemory:
+    """Read-only views of one address space. Close it when the space goes."""
+
+    def __init__(self, tgid):
+        self.tgid = tgid
+        self._maps = os.open(f"/proc/{tgid}/maps", os.O_RDONLY | os.O_CLOEXEC)
+        self._status = os.open(f"/proc/{tgid}/status", os.O_RDONLY | os.O_CLOEXEC)
+        self._pagemap = None
+        self._query = ffi.new("struct vr_vma *")
+        self._name = ffi.new("char[16]")
+        self._has_query = True
+        self._syscall_insn = None
+
+    def close(self):
+        for fd in (self._maps, self._status, self._pagemap):
+            if fd is not None:
+                os.close(fd)
+        self._maps = self._status = self._pagemap = None
+
+    # --- VMAs --------------------------------------------------------------
+    def vmas(self, start, end):
+        """VMAs meeting [start, end), clipped to it, in address order.
+
+        Holes are simply absent.  Uses PROCMAP_QUERY (Linux 6.11+, one ioctl
+        per VMA); older kernels fall back to parsing the maps text.
+        """
+        if self._has_query:
+            try:
+                return self._vmas_by_query(start, end)
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTTY, errno.EINVAL):
+                    raise
+                self._has_query = False
+        return self._vmas_by_text(start, end)
+
+    def _vmas_by_query(self, start, end):
+        out = []
+        q = self._query
+        addr = start
+        while addr < end:
+            rc = lib.vr_vma_query(self._maps, addr, q, ffi.NULL, 0)
+            if rc == -errno.ENOENT:
+                break
+            if rc < 0:
+                raise OSError(-rc, os.strerror(-rc))
+            if q.vma_start >= end:
+                break
+            vma_start, vma_end = q.vma_start, q.vma_end
+            if q.vma_flags & 8:
+                kind = SHARED
+            elif q.inode:
+                kind = FILE
+            elif q.vma_page_size != 4096:
+                kind = SPECIAL          # hugetlb
+            elif not q.vma_flags & 2 and self._special_name(vma_start):
+                kind = SPECIAL
+            else:
+                kind = ANON
+            out.append(Vma(max(vma_start, start), min(vma_end, end), kind))
+            addr = vma_end
+        return out
+
+    def _special_name(self, addr):
+        # Only read-only anonymous VMAs can be [vdso]/[vvar]: ask for the name
+        # then (a long name fails with ENAMETOOLONG and is not special).
+        rc = lib.vr_vma_query(self._maps, addr, ffi.new("struct vr_vma *"),
+                              self._name, ffi.sizeof(self._name))
+        return rc == 0 and ffi.string(self._name).startswith(b"[v")
+
+    def _maps_lines(self):
+        with open(f"/proc/{self.tgid}/maps") as maps:
+            for line in maps:
+                m = _MAPS_LINE.match(line)
+                if m:
+                    yield m
+
+    def _vmas_by_text(self, start, end):
+        out = []
+        for m in self._maps_lines():
+            lo, hi = int(m.group(1), 16), int(m.group(2), 16)
+            if hi <= start or lo >= end:
+                continue
+            out.append(Vma(max(lo, start), min(hi, end),
+                           _kind_from_maps(m.group(3), m.group(6), m.group(7))))
+        return out
+
+    # --- locks -------------------------------------------------------------
+    def locked_bytes(self):
+        """VmLck of the address space, in bytes (one read of status)."""
+        text = os.pread(self._status, 8192, 0).decode()
+        at = text.find("VmLck:")
+        return int(text[at + 6:text.index("kB", at)]) * 1024 if at >= 0 else 0
+
+    def locked_intervals(self):
+        """[(start, end)] of mlocked VMAs, from smaps VmFlags (slow: only when VmLck > 0)."""
+        out = []
+        current = None
+        with open(f"/proc/{self.tgid}/smaps") as smaps:
+            for line in smaps:
+                m = _MAPS_LINE.match(line)
+                if m:
+                    current = (int(m.group(1), 16), int(m.group(2), 16))
+                elif line.startswith("VmFlags:") and " lo" in line and current:
+                    out.append(current)
+        return out
+
+    def mark_locked(self, vmas):
+        """Re-tag the VMAs that are mlocked as LOCKED (cheap when nothing is locked)."""
+        if not self.locked_bytes():
+            return vmas
+        locked = self.locked_intervals()
+        return [v._replace(kind=LOCKED)
+                if v.kind == ANON and any(lo < v.end and v.start < hi for lo, hi in locked)
+                else v for v in vmas]
+
+    # --- pages -------------------------------------------------------------
+    def pagemap(self, start, end):
+        """pagemap entries (uint64 each) for the pages of [start, end)."""
+        if self._pagemap is None:
+            self._pagemap = os.open(f"/proc/{self.tgid}/pagemap", os.O_RDONLY | os.O_CLOEXEC)
+        n = (end - start) >> PAGE_SHIFT
+        entries = array.array("Q")
+        entries.frombytes(os.pread(self._pagemap, n * 8, (start >> PAGE_SHIFT) * 8))
+        return entries
+
+    def syscall_insn(self):
+        """Address of a `syscall` instruction (0f 05) in this space's vDSO, or None."""
+        if self._syscall_insn is None:
+            for m in self._maps_lines():
+                if m.group(7).strip() == "[vdso]":
+                    lo, hi = int(m.group(1), 16), int(m.group(2), 16)
+                    with open(f"/proc/{self.tgid}/mem", "rb", buffering=0) as mem:
+                        mem.seek(lo)
+                        at = mem.read(hi - lo).find(b"\x0f\x05")
+                    self._syscall_insn = lo + at if at >= 0 else 0
+                    break
+            else:
+                self._syscall_insn = 0
+        return self._syscall_insn or None

@@ -1,0 +1,38 @@
+"""One traced address space: its volatile ranges, its tasks and its counters."""
+from dataclasses import dataclass, field, fields
+
+from .ranges import VolatileRanges
+
+
+@dataclass
+class Stats:
+    """Counters of one address space (one program image of one process)."""
+    calls: int = 0            # vrange calls answered
+    errors: int = 0           # of which refused with an errno
+    marked_bytes: int = 0     # bytes made volatile, summed over calls
+    purged_bytes: int = 0     # bytes discarded by purges
+    purges: int = 0           # purge events (one per madvise injected)
+    purged_answers: int = 0   # NONVOLATILE calls that answered "purged"
+
+    def add(self, other):
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+
+@dataclass(eq=False)
+class AddressSpace:
+    """Shared by every task (thread, vfork child) that uses one mm.
+
+    `memory` is the /proc view (linux.procfs.ProcessMemory, or a fake in
+    tests); `tids` the live tasks using it; `name` the program for reports.
+    """
+    tgid: int
+    name: str
+    memory: object
+    ranges: VolatileRanges = field(default_factory=VolatileRanges)
+    tids: set = field(default_factory=set)
+    stats: Stats = field(default_factory=Stats)
+
+    def fork(self, tgid, memory):
+        """The child's space after fork: volatility is inherited (v10)."""
+        return AddressSpace(tgid, self.name, memory, self.ranges.copy())

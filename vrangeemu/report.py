@@ -1,0 +1,31 @@
+"""Human-readable reports of a finished run."""
+from .model.space import Stats
+
+
+def human(n):
+    """Bytes as a short human string.
+
+    >>> human(1536), human(3 << 20)
+    ('1.5 KiB', '3.0 MiB')
+    """
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+
+
+def print_stats(sup, out):
+    """One line per address space (live or gone) and a total, on `out`."""
+    rows = list(sup.finished) + [(s.tgid, s.name, s.stats) for s in sup.spaces()]
+    total = Stats()
+    print("vrange-run: stats", file=out)
+    print(f"  {'pid':>7} {'program':<16} {'calls':>7} {'errors':>6} {'volatile':>10} "
+          f"{'purged':>10} {'purges':>6} {'answered-purged':>15}", file=out)
+    for tgid, name, st in rows:
+        total.add(st)
+        print(f"  {tgid:>7} {name[:16]:<16} {st.calls:>7} {st.errors:>6} "
+              f"{human(st.marked_bytes):>10} {human(st.purged_bytes):>10} {st.purges:>6} "
+              f"{st.purged_answers:>15}", file=out)
+    print(f"  {'total':>7} {'':<16} {total.calls:>7} {total.errors:>6} "
+          f"{human(total.marked_bytes):>10} {human(total.purged_bytes):>10} "
+          f"{total.purges:>6} {total.purged_answers:>15}", file=out)

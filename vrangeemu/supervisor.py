@@ -1,0 +1,473 @@
+"""The supervisor: one loop over trapped calls, ptrace stops and signals.
+
+Shape (after proot's tracer): `run()` polls the listener fd and a signalfd;
+a readable listener means a vrange call to answer (`_on_call`), SIGCHLD
+means ptrace stops to drain (`_on_stop` dispatches by stop kind), other
+signals are forwarded or trigger a purge.  Tasks are created and freed only
+in the stop handlers.  Each handler says what it is called for.
+"""
+import errno
+import os
+import select
+import signal
+import sys
+
+from . import calls
+from ._native import ffi, lib
+from .linux import inject, ptrace
+from .linux.notify import Listener
+from .linux.procfs import PM_EXCLUSIVE, PM_PRESENT, ProcessMemory
+from .model.space import AddressSpace, Stats
+
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+SI_KERNEL = 0x80   # si_code of signals the tty sends to the whole process group
+FAIL_STAGES = {1: "prctl(PR_SET_NO_NEW_PRIVS)", 2: "seccomp()", 3: "passing the listener fd",
+               4: "exec"}
+
+
+class SetupError(Exception):
+    """The program could not be started under the supervisor.
+
+    `status` is the exit status vrange-run should use (125, 126 or 127).
+    """
+
+    def __init__(self, message, status=125):
+        super().__init__(message)
+        self.status = status
+
+
+class Task:
+    """One traced thread.  `starting`: created, initial stop not yet handled."""
+    __slots__ = ("tid", "space", "starting", "interrupting")
+
+    def __init__(self, tid, space, starting=True):
+        self.tid = tid
+        self.space = space
+        self.starting = starting
+        self.interrupting = False
+
+
+class Supervisor:
+    def __init__(self, argv, profile, trap="notify", log=None):
+        self.argv = argv
+        self.profile = profile
+        self.trap = trap
+        self.log = log or (lambda msg: None)
+        self.tasks = {}          # tid -> Task
+        self.unclaimed = set()   # tids whose initial stop came before their creator's event
+        self.finished = []       # (tgid, name, Stats) of address spaces that are gone
+        self.main_pid = None
+        self.main_status = None  # ptrace.Stop of the program's own exit
+        self.listener = None
+        self.purge_requests = 0
+
+    # --- start ---------------------------------------------------------------
+    def spawn(self):
+        """Start the program seized and filtered; falls back to ptrace trapping
+        if this kernel has no seccomp user notification."""
+        result = self._spawn_once()
+        if result.fail_stage == 2 and self.trap == "notify" and result.fail_errno == errno.EINVAL:
+            self.log("seccomp user notification unavailable: trapping with ptrace")
+            self.trap = "ptrace"
+            result = self._spawn_once()
+        self._check_spawn(result)
+        self.main_pid = result.pid
+        self.tasks[result.pid] = Task(result.pid, None, starting=False)
+        if result.listener >= 0:
+            self.listener = Listener(result.listener)
+            self.log(f"trap: seccomp user notification"
+                     f"{' with sync wake-up' if result.sync_wakeup else ''}, syscall {self.profile.nr}")
+        else:
+            self.log(f"trap: seccomp RET_TRACE + ptrace, syscall {self.profile.nr}")
+
+    def _spawn_once(self):
+        res = ffi.new("struct vr_spawn_result *")
+        keep = [ffi.new("char[]", os.fsencode(a)) for a in self.argv]
+        argv = ffi.new("char *[]", keep + [ffi.NULL])
+        action = lib.VR_TRAP_NOTIFY if self.trap == "notify" else lib.VR_TRAP_PTRACE
+        options = ptrace.SEIZE_OPTIONS | (ptrace.O_TRACESECCOMP if self.trap == "ptrace" else 0)
+        rc = lib.vr_spawn(keep[0], argv, action, self.profile.nr, options, res)
+        if rc < 0:
+            raise SetupError(f"cannot start {self.argv[0]}: fork: {os.strerror(-rc)}")
+        if res.fail_stage or not res.seized:
+            _reap(res.pid)
+            if res.listener >= 0:
+                os.close(res.listener)
+        return res
+
+    def _check_spawn(self, res):
+        prog = self.argv[0]
+        if res.seize_errno:
+            raise SetupError(
+                f"ptrace is not permitted here ({os.strerror(res.seize_errno)}): vrange-run must "
+                "trace the program. Run as the same user with ptrace allowed (check "
+                "/proc/sys/kernel/yama/ptrace_scope and container seccomp/capabilities).")
+        if res.fail_stage == 4:
+            err = res.fail_errno
+            if err in (errno.ENOENT, errno.ENOTDIR):
+                raise SetupError(f"{prog}: command not found", 127)
+            raise SetupError(f"{prog}: cannot execute: {os.strerror(err)}", 126)
+        if res.fail_stage:
+            what = FAIL_STAGES.get(res.fail_stage, "setup")
+            raise SetupError(
+                f"cannot install the seccomp filter: {what} failed: {os.strerror(res.fail_errno)}. "
+                "vrange-run needs seccomp filters (CONFIG_SECCOMP_FILTER) and no policy that "
+                "forbids them (container runtimes may); try --trap ptrace if only user "
+                "notification is refused.")
+        if self.trap == "notify" and res.listener < 0:
+            raise SetupError("did not receive the seccomp listener fd from the child")
+
+    # --- the loop -------------------------------------------------------------
+    def run(self):
+        """Serve until every traced task is gone; returns the program's exit Stop."""
+        sigs = ffi.new("int[]", [signal.SIGCHLD, signal.SIGUSR1, *FORWARDED])
+        sigfd = lib.vr_signalfd(sigs, len(sigs))
+        if sigfd < 0:
+            raise SetupError(f"signalfd: {os.strerror(-sigfd)}")
+        try:
+            self.spawn()
+            poller = select.poll()
+            poller.register(sigfd, select.POLLIN)
+            if self.listener:
+                poller.register(self.listener.fd, select.POLLIN)
+            self._drain_stops()
+            while self.tasks:
+                ready = dict(poller.poll())
+                # Signals first: a purge asked for (SIGUSR1) before a call is
+                # served before that call.
+                if sigfd in ready:
+                    self._on_signals(sigfd)
+                if self.listener and self.listener.fd in ready:
+                    if ready[self.listener.fd] & select.POLLIN:
+                        self._on_call()
+                    else:   # POLLHUP: no process holds the filter any more
+                        poller.unregister(self.listener.fd)
+            return self.main_status
+        finally:
+            if self.listener:
+                self.listener.close()
+            os.close(sigfd)
+            for task in list(self.tasks.values()):
+                self._forget(task.tid)
+
+    def _on_signals(self, sigfd):
+        """Called when the signalfd is readable: SIGCHLD, SIGUSR1, forwarded ones."""
+        info = ffi.new("struct vr_siginfo *")
+        while lib.vr_signalfd_read(sigfd, info) > 0:
+            if info.signo == signal.SIGUSR1:
+                self.log("SIGUSR1: purging every volatile range")
+                self.purge_all()
+            elif info.signo in FORWARDED and info.code != SI_KERNEL:
+                # A tty signal already reached the whole foreground group.
+                if self.main_pid in self.tasks:
+                    os.kill(self.main_pid, info.signo)
+        self._drain_stops()
+
+    def _drain_stops(self):
+        while True:
+            try:
+                tid, status = os.waitpid(-1, os.WNOHANG | ptrace.WALL)
+            except ChildProcessError:
+                return
+            if tid == 0:
+                return
+            try:
+                self._on_stop(ptrace.decode(tid, status))
+            except ptrace.PtraceError as exc:
+                if not ptrace.gone(exc):
+                    raise
+                # killed meanwhile: its exit status is still to come
+
+    # --- trapped calls -------------------------------------------------------------
+    def _on_call(self):
+        """Called when the listener is readable: answer one vrange call."""
+        got = self.listener.recv()
+        if got is None:
+            return
+        notif_id, tid, _, args = got
+        space = self._space_of(tid)
+        if space is None:   # not a task we know: refuse rather than guess
+            self.listener.send(notif_id, 0, errno.ENOSYS)
+            return
+        self._settle_purges(space, tid)
+        def write_purged(addr, value):
+            # The tid could be reused once the caller is gone: check first.
+            if not self.listener.valid(notif_id):
+                return errno.ESRCH
+            return -lib.vr_write_i32(tid, addr, value)
+        try:
+            answer = calls.serve(space, self.profile, args, write_purged)
+        except OSError as exc:
+            # /proc vanished under us: the caller is exiting (or exec'd).
+            self.log(f"call from {tid} not served: {exc}")
+            self.listener.send(notif_id, 0, errno.ENOMEM)
+            return
+        if self.listener.send(notif_id, answer.value, answer.error) and answer.commit:
+            answer.commit()
+
+    def _on_seccomp_stop(self, task):
+        """ptrace trap mode: the task is stopped at its vrange call."""
+        regs = ptrace.getregs(task.tid)
+        args = [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9]
+        answer = calls.serve(task.space, self.profile, args,
+                             lambda addr, value: -lib.vr_write_i32(task.tid, addr, value))
+        regs.orig_rax = (1 << 64) - 1   # skip the real syscall; rax is the result
+        regs.rax = (answer.value if not answer.error else -answer.error) & ((1 << 64) - 1)
+        ptrace.setregs(task.tid, regs)
+        if answer.commit:
+            answer.commit()
+
+    def _settle_purges(self, space, caller):
+        """Finish purges already requested in `space` before serving a call.
+
+        The caller itself cannot stop until answered (it waits killable once
+        its call is received); its purge runs right after the answer, before
+        it executes another instruction."""
+        for tid in sorted(space.tids):
+            task = self.tasks.get(tid)
+            while task is not None and task.interrupting and tid != caller:
+                _, status = os.waitpid(tid, ptrace.WALL)
+                self._on_stop(ptrace.decode(tid, status))
+                task = self.tasks.get(tid)
+
+    def _space_of(self, tid):
+        task = self.tasks.get(tid)
+        if task is None:
+            self._drain_stops()    # its creator's event may be queued
+            task = self.tasks.get(tid)
+        return task.space if task else None
+
+    # --- ptrace stops ----------------------------------------------------------
+    def _on_stop(self, stop):
+        """Dispatch one wait status; every path resumes the task or forgets it."""
+        if stop.kind in ("exited", "killed"):
+            self._on_exit(stop)
+            return
+        task = self.tasks.get(stop.tid)
+        if task is None:
+            self.unclaimed.add(stop.tid)   # resumed once its creator's event names it
+            return
+        if task.starting:
+            task.starting = False
+            self._resume(task, stop)
+        elif stop.kind == "event":
+            self._on_event(task, stop.value)
+        elif not task.interrupting or self._purge_in(task):
+            self._resume(task, stop)
+
+    def _resume(self, task, stop):
+        if stop.kind == "group-stop":
+            ptrace.listen(task.tid)    # keep job control: stay stopped until SIGCONT
+        elif stop.kind == "signal":
+            ptrace.cont(task.tid, stop.value)
+        else:
+            ptrace.cont(task.tid)
+
+    def _on_event(self, task, event):
+        """fork/vfork/clone: adopt the new task; exec: new address space;
+        seccomp (ptrace trap mode): answer the call."""
+        if event in (ptrace.EVENT_FORK, ptrace.EVENT_VFORK, ptrace.EVENT_CLONE):
+            self._adopt(task, ptrace.eventmsg(task.tid), event)
+        elif event == ptrace.EVENT_EXEC:
+            self._on_exec(task, ptrace.eventmsg(task.tid))
+        elif event == ptrace.EVENT_SECCOMP and task.space is not None:
+            self._on_seccomp_stop(task)
+        ptrace.cont(task.tid)
+
+    def _adopt(self, parent, tid, event):
+        """A new task: same address space if it shares the mm (threads, vfork,
+        CLONE_VM), else a copy of the parent's (fork inherits volatility)."""
+        order = lib.vr_kcmp_vm(parent.tid, tid)
+        shares_mm = order == 0
+        if order < 0:   # no kcmp (CONFIG_KCMP=n): a vfork child or a thread shares it
+            shares_mm = event == ptrace.EVENT_VFORK or _tgid(tid) == parent.space.tgid
+        space = parent.space
+        if not shares_mm:
+            space = parent.space.fork(tid, ProcessMemory(tid))
+            self.log(f"fork: {parent.tid} -> {tid}, {len(space.ranges)} ranges inherited")
+        space.tids.add(tid)
+        task = Task(tid, space)
+        self.tasks[tid] = task
+        if tid in self.unclaimed:
+            self.unclaimed.discard(tid)
+            task.starting = False
+            ptrace.cont(tid)
+
+    def _on_exec(self, task, former_tid):
+        """The task runs a new image: it leaves its old space (which a vfork
+        parent may still use) for a fresh one with no volatile ranges."""
+        if former_tid != task.tid and former_tid in self.tasks:
+            self._forget(former_tid)
+        if task.space is not None:
+            self._leave(task)
+        name = _comm(task.tid)
+        task.space = AddressSpace(task.tid, name, ProcessMemory(task.tid), tids={task.tid})
+        self.log(f"exec: {task.tid} is now {name}")
+
+    def _on_exit(self, stop):
+        """A task is gone: drop it, and its space with its last task."""
+        if stop.tid == self.main_pid:
+            self.main_status = stop
+        self.unclaimed.discard(stop.tid)
+        self._forget(stop.tid)
+
+    def _forget(self, tid):
+        task = self.tasks.pop(tid, None)
+        if task and task.space is not None:
+            self._leave(task)
+
+    def _leave(self, task):
+        space = task.space
+        space.tids.discard(task.tid)
+        task.space = None
+        if not space.tids:
+            space.memory.close()
+            self.finished.append((space.tgid, space.name, space.stats))
+
+    def abandon(self):
+        """After an internal error: stop tracing, let the program run on, and
+        wait for it.  Its vrange calls then fail with ENOSYS."""
+        if self.listener:
+            self.listener.close()
+        for tid in list(self.tasks):
+            try:
+                ptrace.interrupt(tid)
+                while True:
+                    _, status = os.waitpid(tid, ptrace.WALL)
+                    stop = ptrace.decode(tid, status)
+                    if stop.kind in ("exited", "killed"):
+                        self._on_exit(stop)
+                        break
+                    if stop.kind in ("trap-stop", "group-stop"):
+                        ptrace.detach(tid)
+                        break
+                    ptrace.cont(tid, stop.value if stop.kind == "signal" else 0)
+            except (ptrace.PtraceError, ChildProcessError):
+                pass
+        if self.main_status is None and self.main_pid:
+            try:
+                _, status = os.waitpid(self.main_pid, 0)
+                self.main_status = ptrace.decode(self.main_pid, status)
+            except ChildProcessError:
+                pass
+        return self.main_status
+
+    # --- purge -------------------------------------------------------------------
+    def spaces(self):
+        seen = {}
+        for task in self.tasks.values():
+            if task.space is not None:
+                seen[id(task.space)] = task.space
+        return list(seen.values())
+
+    def purge_all(self):
+        """Ask one thread of every space with volatile ranges to stop; the purge
+        runs in `_purge_in` when it does."""
+        for space in self.spaces():
+            if not space.ranges:
+                continue
+            for tid in sorted(space.tids):
+                task = self.tasks[tid]
+                if task.starting or task.interrupting:
+                    continue
+                try:
+                    ptrace.interrupt(tid)
+                except ptrace.PtraceError as exc:
+                    if ptrace.gone(exc):
+                        continue
+                    raise
+                task.interrupting = True
+                self.purge_requests += 1
+                break
+
+    def _purge_in(self, task):
+        """Called at a PTRACE_INTERRUPT or signal stop of `task`: discard every
+        volatile page of its space that is resident and not shared.  Returns
+        False if the task died meanwhile (then it is already forgotten)."""
+        task.interrupting = False
+        space = task.space
+        plan = purge_plan(space)
+        if not plan:
+            return True
+        insn = space.memory.syscall_insn() or inject.syscall_insn_for(ptrace.getregs(task.tid))
+        if insn is None:
+            self.log(f"purge of {space.tgid} skipped: no syscall instruction found")
+            return True
+        madvise = [(inject.SYS_MADVISE, (start, end - start, inject.MADV_DONTNEED))
+                   for start, end in plan]
+        done = inject.run(task.tid, insn, madvise)
+        for (start, end), result in zip(plan, done.results):
+            if result == 0:
+                gained = space.ranges.set_purged(start, end)
+                space.stats.purged_bytes += gained
+                space.stats.purges += 1
+            else:
+                self.log(f"madvise({start:#x}, {end - start}) in {task.tid}: "
+                         f"{os.strerror(-result)}")
+        self.log(f"purged {sum(e - s for s, e in plan[:len(done.results)])} bytes "
+                 f"in {len(done.results)} runs from {space.tgid}")
+        if done.death is not None:
+            self._on_exit(done.death)
+            return False
+        for sig in done.signals:
+            lib.vr_tgkill(space.tgid, task.tid, sig)
+        return True
+
+
+def purge_plan(space):
+    """[(start, end)] runs of volatile, not yet purged pages that are resident
+    and mapped by this process alone (a COW-shared page stays: discarding it
+    here would free nothing and lose the other sharer's view)."""
+    runs = []
+    for rng in space.ranges:
+        for start, end in space.ranges.unpurged_intervals(rng):
+            entries = space.memory.pagemap(start, end)
+            run_start = None
+            for i, entry in enumerate(entries):
+                addr = start + (i << 12)
+                ok = entry & PM_PRESENT and entry & PM_EXCLUSIVE
+                if ok and run_start is None:
+                    run_start = addr
+                elif not ok and run_start is not None:
+                    runs.append((run_start, addr))
+                    run_start = None
+            if run_start is not None:
+                runs.append((run_start, end))
+    return runs
+
+
+def _reap(pid):
+    while True:
+        try:
+            _, status = os.waitpid(pid, ptrace.WALL)
+        except ChildProcessError:
+            return
+        if os.WIFEXITED(status) or os.WIFSIGNALED(status):
+            return
+        try:
+            ptrace.cont(pid)
+        except ptrace.PtraceError:
+            pass
+
+
+def _tgid(tid):
+    try:
+        with open(f"/proc/{tid}/status") as status:
+            for line in status:
+                if line.startswith("Tgid:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return tid
+
+
+def _comm(tid):
+    try:
+        with open(f"/proc/{tid}/comm") as comm:
+            return comm.read().strip()
+    except OSError:
+        return "?"
+
+
+def log_to_stderr(msg):
+    print(f"vrange-run: {msg}", file=sys.stderr, flush=True)
