@@ -16,6 +16,7 @@
 #include <unistd.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
+#include <linux/kcmp.h>
 #include <linux/seccomp.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
@@ -274,7 +275,7 @@ int vr_signalfd_read(int fd, struct vr_siginfo *out)
 
 int vr_kcmp_vm(int pid1, int pid2)
 {
-    long r = syscall(SYS_kcmp, pid1, pid2, 0 /* KCMP_VM */, 0, 0);
+    long r = syscall(SYS_kcmp, pid1, pid2, KCMP_VM, 0, 0);
     return r < 0 ? -errno : (int)r;
 }
 

@@ -11,6 +11,8 @@ import os
 import select
 import signal
 import sys
+import time
+import traceback
 
 from . import calls
 from ._native import ffi, lib
@@ -21,6 +23,9 @@ from .model.space import AddressSpace, Stats
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 SI_KERNEL = 0x80   # si_code of signals the tty sends to the whole process group
+# How long calls wait for a requested purge to run; a task that takes longer
+# to stop (D state, OOM wait) is purged whenever it stops.
+PURGE_WAIT = 0.5
 FAIL_STAGES = {1: "prctl(PR_SET_NO_NEW_PRIVS)", 2: "seccomp()", 3: "passing the listener fd",
                4: "exec"}
 
@@ -37,14 +42,17 @@ class SetupError(Exception):
 
 
 class Task:
-    """One traced thread.  `starting`: created, initial stop not yet handled."""
-    __slots__ = ("tid", "space", "starting", "interrupting")
+    """One traced thread.  `starting`: created, initial stop not yet handled;
+    `purge_by`: 0, or the time until which calls wait for its requested purge;
+    `group_stopped`: held in a job-control stop with PTRACE_LISTEN."""
+    __slots__ = ("tid", "space", "starting", "purge_by", "group_stopped")
 
     def __init__(self, tid, space, starting=True):
         self.tid = tid
         self.space = space
         self.starting = starting
-        self.interrupting = False
+        self.purge_by = 0.0
+        self.group_stopped = False
 
 
 class Supervisor:
@@ -60,6 +68,8 @@ class Supervisor:
         self.main_status = None  # ptrace.Stop of the program's own exit
         self.listener = None
         self.purge_requests = 0
+        # Test hook: simulate a supervisor bug at a purge (tests/e2e).
+        self.fault = os.environ.get("VRANGEEMU_TEST_FAULT", "")
 
     # --- start ---------------------------------------------------------------
     def spawn(self):
@@ -119,36 +129,52 @@ class Supervisor:
 
     # --- the loop -------------------------------------------------------------
     def run(self):
-        """Serve until every traced task is gone; returns the program's exit Stop."""
+        """Serve until every traced task is gone; returns the program's exit Stop.
+
+        Raises SetupError if the program could not be started.  On an internal
+        error it prints the traceback, stops tracing and waits for the program
+        (whose vrange calls then fail with ENOSYS), never leaving it stopped."""
         sigs = ffi.new("int[]", [signal.SIGCHLD, signal.SIGUSR1, *FORWARDED])
         sigfd = lib.vr_signalfd(sigs, len(sigs))
         if sigfd < 0:
             raise SetupError(f"signalfd: {os.strerror(-sigfd)}")
         try:
             self.spawn()
-            poller = select.poll()
-            poller.register(sigfd, select.POLLIN)
-            if self.listener:
-                poller.register(self.listener.fd, select.POLLIN)
-            self._drain_stops()
-            while self.tasks:
-                ready = dict(poller.poll())
-                # Signals first: a purge asked for (SIGUSR1) before a call is
-                # served before that call.
-                if sigfd in ready:
-                    self._on_signals(sigfd)
-                if self.listener and self.listener.fd in ready:
-                    if ready[self.listener.fd] & select.POLLIN:
-                        self._on_call()
-                    else:   # POLLHUP: no process holds the filter any more
-                        poller.unregister(self.listener.fd)
-            return self.main_status
+            return self._loop(sigfd)
+        except SetupError:
+            raise
+        except Exception:   # our bug: let the program finish untraced
+            traceback.print_exc()
+            print("vrange-run: internal error; the program goes on without vrange "
+                  "(its calls now fail with ENOSYS)", file=sys.stderr)
+            return self.abandon()
         finally:
             if self.listener:
                 self.listener.close()
             os.close(sigfd)
             for task in list(self.tasks.values()):
                 self._forget(task.tid)
+
+    def _loop(self, sigfd):
+        """The one loop: signals (and ptrace stops) first, then one call."""
+        poller = select.poll()
+        poller.register(sigfd, select.POLLIN)
+        if self.listener:
+            poller.register(self.listener.fd, select.POLLIN)
+        self._drain_stops()
+        while self.tasks:
+            ready = dict(poller.poll())
+            # Signals first: a purge asked for (SIGUSR1) before a call is
+            # served before that call.
+            if sigfd in ready:
+                self._on_signals(sigfd)
+                self._await_purges(sigfd)
+            if self.listener and self.listener.fd in ready:
+                if ready[self.listener.fd] & select.POLLIN:
+                    self._on_call()
+                else:   # POLLHUP: no process holds the filter any more
+                    poller.unregister(self.listener.fd)
+        return self.main_status
 
     def _on_signals(self, sigfd):
         """Called when the signalfd is readable: SIGCHLD, SIGUSR1, forwarded ones."""
@@ -189,46 +215,38 @@ class Supervisor:
         if space is None:   # not a task we know: refuse rather than guess
             self.listener.send(notif_id, 0, errno.ENOSYS)
             return
-        self._settle_purges(space, tid)
         def write_purged(addr, value):
             # The tid could be reused once the caller is gone: check first.
             if not self.listener.valid(notif_id):
                 return errno.ESRCH
             return -lib.vr_write_i32(tid, addr, value)
-        try:
-            answer = calls.serve(space, self.profile, args, write_purged)
-        except OSError as exc:
-            # /proc vanished under us: the caller is exiting (or exec'd).
-            self.log(f"call from {tid} not served: {exc}")
-            self.listener.send(notif_id, 0, errno.ENOMEM)
-            return
+        answer = self._serve(space, tid, args, write_purged)
         if self.listener.send(notif_id, answer.value, answer.error) and answer.commit:
             answer.commit()
 
+    def _serve(self, space, tid, args, write_purged):
+        try:
+            return calls.serve(space, self.profile, args, write_purged)
+        except OSError as exc:
+            # /proc vanished under us: the caller is exiting (or exec'd).
+            self.log(f"call from {tid} not served: {exc}")
+            return calls.Answer(0, errno.ENOMEM, None)
+
     def _on_seccomp_stop(self, task):
-        """ptrace trap mode: the task is stopped at its vrange call."""
+        """ptrace trap mode: the task is stopped at its vrange call; the real
+        syscall is always skipped (before the first exec it fails ENOSYS)."""
         regs = ptrace.getregs(task.tid)
         args = [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9]
-        answer = calls.serve(task.space, self.profile, args,
-                             lambda addr, value: -lib.vr_write_i32(task.tid, addr, value))
+        if task.space is None:
+            answer = calls.Answer(0, errno.ENOSYS, None)
+        else:
+            answer = self._serve(task.space, task.tid, args,
+                                 lambda addr, value: -lib.vr_write_i32(task.tid, addr, value))
         regs.orig_rax = (1 << 64) - 1   # skip the real syscall; rax is the result
         regs.rax = (answer.value if not answer.error else -answer.error) & ((1 << 64) - 1)
         ptrace.setregs(task.tid, regs)
         if answer.commit:
             answer.commit()
-
-    def _settle_purges(self, space, caller):
-        """Finish purges already requested in `space` before serving a call.
-
-        The caller itself cannot stop until answered (it waits killable once
-        its call is received); its purge runs right after the answer, before
-        it executes another instruction."""
-        for tid in sorted(space.tids):
-            task = self.tasks.get(tid)
-            while task is not None and task.interrupting and tid != caller:
-                _, status = os.waitpid(tid, ptrace.WALL)
-                self._on_stop(ptrace.decode(tid, status))
-                task = self.tasks.get(tid)
 
     def _space_of(self, tid):
         task = self.tasks.get(tid)
@@ -247,12 +265,15 @@ class Supervisor:
         if task is None:
             self.unclaimed.add(stop.tid)   # resumed once its creator's event names it
             return
+        task.group_stopped = stop.kind == "group-stop"
         if task.starting:
             task.starting = False
             self._resume(task, stop)
         elif stop.kind == "event":
             self._on_event(task, stop.value)
-        elif not task.interrupting or self._purge_in(task):
+        elif not task.purge_by or task.group_stopped or self._purge_in(task):
+            # At a group-stop the purge waits for SIGCONT: injecting there
+            # would take the task out of its job-control stop.
             self._resume(task, stop)
 
     def _resume(self, task, stop):
@@ -270,7 +291,7 @@ class Supervisor:
             self._adopt(task, ptrace.eventmsg(task.tid), event)
         elif event == ptrace.EVENT_EXEC:
             self._on_exec(task, ptrace.eventmsg(task.tid))
-        elif event == ptrace.EVENT_SECCOMP and task.space is not None:
+        elif event == ptrace.EVENT_SECCOMP:
             self._on_seccomp_stop(task)
         ptrace.cont(task.tid)
 
@@ -331,19 +352,29 @@ class Supervisor:
             self.listener.close()
         for tid in list(self.tasks):
             try:
-                ptrace.interrupt(tid)
-                while True:
-                    _, status = os.waitpid(tid, ptrace.WALL)
-                    stop = ptrace.decode(tid, status)
-                    if stop.kind in ("exited", "killed"):
-                        self._on_exit(stop)
-                        break
-                    if stop.kind in ("trap-stop", "group-stop"):
-                        ptrace.detach(tid)
-                        break
-                    ptrace.cont(tid, stop.value if stop.kind == "signal" else 0)
-            except (ptrace.PtraceError, ChildProcessError):
+                ptrace.detach(tid)          # works if it is in a ptrace stop
+                continue
+            except ptrace.PtraceError:
                 pass
+            try:
+                ptrace.interrupt(tid)
+            except ptrace.PtraceError:
+                continue
+            deadline = time.monotonic() + 1.0
+            while time.monotonic() < deadline:
+                try:
+                    got, status = os.waitpid(tid, ptrace.WALL | os.WNOHANG)
+                except ChildProcessError:
+                    break
+                if not got:
+                    time.sleep(0.001)
+                    continue
+                stop = ptrace.decode(tid, status)
+                if stop.kind in ("exited", "killed"):
+                    self._on_exit(stop)
+                else:
+                    ptrace.detach(tid, stop.value if stop.kind == "signal" else 0)
+                break
         if self.main_status is None and self.main_pid:
             try:
                 _, status = os.waitpid(self.main_pid, 0)
@@ -362,34 +393,53 @@ class Supervisor:
 
     def purge_all(self):
         """Ask one thread of every space with volatile ranges to stop; the purge
-        runs in `_purge_in` when it does."""
+        runs in `_purge_in` when it does (see `_await_purges`)."""
         for space in self.spaces():
-            if not space.ranges:
+            if not space.ranges or any(self.tasks[t].purge_by for t in space.tids):
                 continue
-            for tid in sorted(space.tids):
-                task = self.tasks[tid]
-                if task.starting or task.interrupting:
-                    continue
+            for tid in self._stoppable(space):
                 try:
                     ptrace.interrupt(tid)
                 except ptrace.PtraceError as exc:
                     if ptrace.gone(exc):
                         continue
                     raise
-                task.interrupting = True
+                self.tasks[tid].purge_by = time.monotonic() + PURGE_WAIT
                 self.purge_requests += 1
                 break
+
+    def _stoppable(self, space):
+        """Tasks of `space` best able to stop soon: running or sleeping
+        interruptibly first; never a zombie (a leader after pthread_exit),
+        D state (a vfork parent) last."""
+        rank = {"R": 0, "S": 0, "t": 1, "T": 1, "D": 2}
+        states = {tid: _state(tid) for tid in space.tids if not self.tasks[tid].starting}
+        return sorted((tid for tid, st in states.items() if st in rank),
+                      key=lambda tid: (rank[states[tid]], tid))
+
+    def _await_purges(self, sigfd):
+        """Run the requested purges before serving any further call, so a purge
+        asked for before a call is done before it; waits at most PURGE_WAIT."""
+        while True:
+            now = time.monotonic()
+            due = [t.purge_by for t in self.tasks.values() if t.purge_by > now]
+            if not due:
+                return
+            if select.select([sigfd], [], [], max(due) - now)[0]:
+                self._on_signals(sigfd)
 
     def _purge_in(self, task):
         """Called at a PTRACE_INTERRUPT or signal stop of `task`: discard every
         volatile page of its space that is resident and not shared.  Returns
         False if the task died meanwhile (then it is already forgotten)."""
-        task.interrupting = False
+        task.purge_by = 0.0
+        if self.fault == "purge":
+            raise RuntimeError("fault injected by VRANGEEMU_TEST_FAULT=purge")
         space = task.space
         plan = purge_plan(space)
         if not plan:
             return True
-        insn = space.memory.syscall_insn() or inject.syscall_insn_for(ptrace.getregs(task.tid))
+        insn = space.memory.syscall_insn(task.tid) or inject.syscall_insn_for(ptrace.getregs(task.tid))
         if insn is None:
             self.log(f"purge of {space.tgid} skipped: no syscall instruction found")
             return True
@@ -459,6 +509,15 @@ def _tgid(tid):
     except OSError:
         pass
     return tid
+
+
+def _state(tid):
+    """One-letter state from /proc/TID/stat ('' if gone)."""
+    try:
+        with open(f"/proc/{tid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return ""
 
 
 def _comm(tid):

@@ -6,13 +6,16 @@
  *
  *   map R PAGES KIND     KIND: anon | shared | file | locked | ro
  *   fill R SEED          write a pattern derived from SEED into every page
- *   check R SEED         print "check R good=G zero=Z bad=B" (pages)
+ *   check R SEED [OFF N] print "check R good=G zero=Z bad=B" (pages; all or OFF..OFF+N)
  *   vol R OFF N [ARG]    mark volatile (ARG: flags / behavior, default 0)
  *   nonvol R OFF N       mark nonvolatile
- *   raw START LEN MODE A3 A4   raw syscall, numbers in any C base
- *   badptr R OFF N       nonvolatile with a read-only `purged` pointer
+ *   raw R BYTEOFF LEN MODE A3 A4   raw syscall at region R + BYTEOFF (R '-': BYTEOFF is
+ *                        an absolute address); numbers in any C base
+ *   badptr vol|nonvol R OFF N   call with a read-only `purged` pointer
  *   unmap R OFF N        punch a hole
  *   mlock R OFF N
+ *   fork-pin R           fork a child that re-pins its copy of R and keeps it
+ *                        (COW-shared with us) until we exit
  *   purge                SIGUSR1 to vrange-run, then a barrier call
  *   rss                  print "rss KB"
  *
@@ -104,8 +107,12 @@ int main(void)
         } else if (!strcmp(op, "check") && scanf("%3s %ld", name, &arg) == 2) {
             r = name[0] - 'A';
             uint64_t *w = (uint64_t *)region[r];
-            size_t good = 0, zero = 0, bad = 0;
-            for (size_t p = 0; p < region_pages[r]; p++) {
+            size_t good = 0, zero = 0, bad = 0, first = 0, last = region_pages[r];
+            if (scanf(" %zu %zu", &off, &n) == 2) {
+                first = off;
+                last = off + n;
+            }
+            for (size_t p = first; p < last; p++) {
                 int is_good = 1, is_zero = 1;
                 for (size_t i = 0; i < PAGE / 8; i++) {
                     uint64_t v = w[p * PAGE / 8 + i];
@@ -126,25 +133,28 @@ int main(void)
             long ret = call((unsigned long)(region[r] + off * PAGE), n * PAGE,
                             volatile_ ? VRANGE_VOLATILE : VRANGE_NONVOLATILE, arg, &purged);
             report(ret, purged);
-        } else if (!strcmp(op, "raw")) {
+        } else if (!strcmp(op, "raw") && scanf("%3s", name) == 1) {
             unsigned long start, len, a3, a4;
             long mode;
             if (scanf("%li %li %li %li %li", (long *)&start, (long *)&len, &mode,
                       (long *)&a3, (long *)&a4) != 5)
                 return 2;
+            if (name[0] != '-')
+                start += (unsigned long)region[name[0] - 'A'];
 #if VRANGE_ABI == VRANGE_ABI_NATIVE
             long ret = syscall(vrange_nr(), start, len, mode, a3, a4);
 #else
             long ret = syscall(VRANGE_NR, start, len, mode, a3, a4);
 #endif
             report(ret, purged);
-        } else if (!strcmp(op, "badptr") && scanf("%3s %zu %zu", name, &off, &n) == 3) {
+        } else if (!strcmp(op, "badptr") &&
+                   scanf("%15s %3s %zu %zu", kind, name, &off, &n) == 4) {
             static int *ro;
             if (!ro)
                 ro = mmap(NULL, PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
             r = name[0] - 'A';
             long ret = call((unsigned long)(region[r] + off * PAGE), n * PAGE,
-                            VRANGE_NONVOLATILE, 0, ro);
+                            strcmp(kind, "vol") ? VRANGE_NONVOLATILE : VRANGE_VOLATILE, 0, ro);
             report(ret, purged);
         } else if (!strcmp(op, "unmap") && scanf("%3s %zu %zu", name, &off, &n) == 3) {
             r = name[0] - 'A';
@@ -156,11 +166,34 @@ int main(void)
         } else if (!strcmp(op, "purge")) {
             /* The supervisor serves a purge it was asked for before any later
              * call of this process, so the barrier makes it synchronous. */
-            kill(getppid(), SIGUSR1);
+            const char *sup = getenv("VRANGE_SUPERVISOR_PID");
+            kill(sup ? atoi(sup) : getppid(), SIGUSR1);
             static char barrier[2 * PAGE] __attribute__((aligned(PAGE)));
             int p;
             call((unsigned long)barrier, PAGE, VRANGE_NONVOLATILE, 0, &p);
             printf("purged\n");
+        } else if (!strcmp(op, "fork-pin") && scanf("%3s", name) == 1) {
+            int ready[2], hold[2];
+            if (pipe(ready) || pipe(hold))
+                return 5;
+            r = name[0] - 'A';
+            fflush(stdout);
+            if (fork() == 0) {
+                char c;
+                close(ready[0]);
+                close(hold[1]);
+                call((unsigned long)region[r], region_pages[r] * PAGE, VRANGE_NONVOLATILE, 0,
+                     &purged);
+                (void)!write(ready[1], "p", 1);
+                (void)!read(hold[0], &c, 1);   /* EOF when the parent exits */
+                _exit(0);
+            }
+            char c;
+            close(ready[1]);
+            close(hold[0]);
+            if (read(ready[0], &c, 1) != 1)
+                return 5;
+            printf("child pinned %c\n", name[0]);
         } else if (!strcmp(op, "rss")) {
             printf("rss %ld\n", rss_kb());
         } else {

@@ -33,9 +33,11 @@ class ProcessMemory:
 
     def __init__(self, tgid):
         self.tgid = tgid
+        # Opened now and kept: the fds stay bound to this mm even when the
+        # thread-group leader becomes a zombie (pthread_exit in main).
         self._maps = os.open(f"/proc/{tgid}/maps", os.O_RDONLY | os.O_CLOEXEC)
         self._status = os.open(f"/proc/{tgid}/status", os.O_RDONLY | os.O_CLOEXEC)
-        self._pagemap = None
+        self._pagemap = os.open(f"/proc/{tgid}/pagemap", os.O_RDONLY | os.O_CLOEXEC)
         self._query = ffi.new("struct vr_vma *")
         self._name = ffi.new("char[16]")
         self._has_query = True
@@ -78,10 +80,10 @@ class ProcessMemory:
             vma_start, vma_end = q.vma_start, q.vma_end
             if q.vma_flags & 8:
                 kind = SHARED
+            elif q.vma_page_size != 4096:
+                kind = SPECIAL          # hugetlb (a hugetlbfs inode, but not a file to us)
             elif q.inode:
                 kind = FILE
-            elif q.vma_page_size != 4096:
-                kind = SPECIAL          # hugetlb
             elif not q.vma_flags & 2 and self._special_name(vma_start):
                 kind = SPECIAL
             else:
@@ -97,8 +99,8 @@ class ProcessMemory:
                               self._name, ffi.sizeof(self._name))
         return rc == 0 and ffi.string(self._name).startswith(b"[v")
 
-    def _maps_lines(self):
-        with open(f"/proc/{self.tgid}/maps") as maps:
+    def _maps_lines(self, tid=None):
+        with open(f"/proc/{tid or self.tgid}/maps") as maps:
             for line in maps:
                 m = _MAPS_LINE.match(line)
                 if m:
@@ -125,7 +127,7 @@ class ProcessMemory:
         """[(start, end)] of mlocked VMAs, from smaps VmFlags (slow: only when VmLck > 0)."""
         out = []
         current = None
-        with open(f"/proc/{self.tgid}/smaps") as smaps:
+        with open(f"/proc/{self.tgid}/task/{self.tgid}/smaps") as smaps:
             for line in smaps:
                 m = _MAPS_LINE.match(line)
                 if m:
@@ -146,20 +148,19 @@ class ProcessMemory:
     # --- pages -------------------------------------------------------------
     def pagemap(self, start, end):
         """pagemap entries (uint64 each) for the pages of [start, end)."""
-        if self._pagemap is None:
-            self._pagemap = os.open(f"/proc/{self.tgid}/pagemap", os.O_RDONLY | os.O_CLOEXEC)
         n = (end - start) >> PAGE_SHIFT
         entries = array.array("Q")
         entries.frombytes(os.pread(self._pagemap, n * 8, (start >> PAGE_SHIFT) * 8))
         return entries
 
-    def syscall_insn(self):
-        """Address of a `syscall` instruction (0f 05) in this space's vDSO, or None."""
+    def syscall_insn(self, tid):
+        """Address of a `syscall` instruction (0f 05) in this space's vDSO, or
+        None; read through live task `tid` (the leader may be a zombie)."""
         if self._syscall_insn is None:
-            for m in self._maps_lines():
+            for m in self._maps_lines(tid):
                 if m.group(7).strip() == "[vdso]":
                     lo, hi = int(m.group(1), 16), int(m.group(2), 16)
-                    with open(f"/proc/{self.tgid}/mem", "rb", buffering=0) as mem:
+                    with open(f"/proc/{tid}/mem", "rb", buffering=0) as mem:
                         mem.seek(lo)
                         at = mem.read(hi - lo).find(b"\x0f\x05")
                     self._syscall_insn = lo + at if at >= 0 else 0

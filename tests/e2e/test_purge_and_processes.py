@@ -1,0 +1,186 @@
+"""The USR1 purge, threads, fork/vfork/exec, and losing the supervisor."""
+import os
+import re
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import ABIS, VRANGE_RUN, vrange_run
+
+PAGE = 4096
+BIG = 4096   # pages: 16 MiB
+
+
+@pytest.mark.parametrize("trap", ["notify", "ptrace"])
+@pytest.mark.parametrize("abi", ABIS)
+def test_purge_discards_volatile_pages_only(script, abi, trap):
+    out = script(abi, "--trap", trap).run(
+        f"map A {BIG} anon\nmap B 256 anon\nfill A 1\nfill B 2\nvol A 0 {BIG}\nrss\npurge\nrss\n"
+        f"nonvol A 0 {BIG}\ncheck A 1\ncheck B 2\n")
+    before, after = out.rss
+    assert before - after >= (BIG * PAGE // 1024) * 0.9, out.rss     # KiB: really freed
+    last = out.calls[-1]
+    assert (last["ret"] if abi == "v7" else last["purged"]) == 1
+    assert out.checks["A"] == dict(good=0, zero=BIG, bad=0)           # data gone
+    assert out.checks["B"] == dict(good=256, zero=0, bad=0)           # pinned data intact
+
+
+def test_purge_skips_pages_never_touched(script):
+    out = script().run("map A 64 anon\nfill A 1\nmap B 64 anon\nvol B 0 64\nvol A 0 64\npurge\n"
+                       "nonvol B 0 64\nnonvol A 0 64\n")
+    # Nothing was resident in B: nothing was discarded there.
+    assert [c["purged"] for c in out.calls[2:]] == [0, 1]
+
+
+def test_stats_count_calls_marks_and_purges(script, build):
+    proc = vrange_run("--stats", build("vrange_script"),
+                      input="map A 16 anon\nfill A 1\nvol A 0 16\npurge\nnonvol A 0 16\n")
+    assert proc.returncode == 0
+    row = re.search(r"^\s+(\d+) vrange_script\S*\s+(\d+)\s+(\d+)\s+(\S+ \S+)\s+(\S+ \S+)\s+(\d+)"
+                    r"\s+(\d+)", proc.stderr, re.M)
+    assert row, proc.stderr
+    calls, errors, marked, purged, purges, answered = row.group(2, 3, 4, 5, 6, 7)
+    assert (calls, errors, marked, purged, purges, answered) == \
+        ("3", "0", "64.0 KiB", "64.0 KiB", "1", "1")
+
+
+def test_threads_calling_concurrently(build):
+    proc = vrange_run(build("threads_mark_concurrently"), 8, 16, 150)
+    assert proc.returncode == 0, proc.stderr
+    rows = re.findall(r"thread (\d+) loops_ok=(\d+) purged=(\d+) zero=(\d+) pinned_good=(\d+)",
+                      proc.stdout)
+    assert len(rows) == 8
+    for _, loops_ok, purged, zero, pinned_good in rows:
+        assert (loops_ok, purged, zero, pinned_good) == ("150", "1", "16", "16")
+
+
+def test_fork_inherits_and_vfork_exec_keeps_parent_ranges(build):
+    proc = vrange_run(build("fork_and_spawn"))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    n = 64 * PAGE
+    assert lines == [f"parent vol ret={n}",
+                     f"child nonvol ret={n} purged=0",
+                     "child exit=7",
+                     "system exit=3",
+                     f"parent nonvol ret={n} purged=1 zero={n} b_good={n}"]
+
+
+def test_cow_shared_pages_are_never_purged(script):
+    # The sharer is not traced as volatile for those pages (a fork child that
+    # keeps them pinned): the pages must stay in both.
+    out = script().run("map A 16 anon\nfill A 1\nvol A 0 16\n"
+                       "fork-pin A\npurge\nnonvol A 0 16\ncheck A 1\n")
+    assert out.calls[-1]["purged"] == 0
+    assert out.checks["A"] == dict(good=16, zero=0, bad=0)
+
+
+def test_program_survives_the_supervisor_dying(build):
+    """Kill vrange-run with SIGKILL: the program runs on, calls get ENOSYS."""
+    prog = subprocess.Popen([*VRANGE_RUN, build("vrange_script")], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        prog.stdin.write("map A 4 anon\nvol A 0 4 0\n")
+        prog.stdin.flush()
+        assert prog.stdout.readline() == "mapped A\n"
+        assert prog.stdout.readline().startswith("ret=16384 errno=0")
+        prog.kill()              # the supervisor (the program is its child)
+        prog.wait(10)
+        prog.stdin.write("vol A 0 4 0\nrss\n")
+        prog.stdin.flush()
+        assert prog.stdout.readline().startswith("ret=-1 errno=38")   # ENOSYS
+        assert prog.stdout.readline().startswith("rss ")
+    finally:
+        prog.stdin.close()
+        os.killpg(prog.pid, signal.SIGKILL) if _group_alive(prog.pid) else None
+
+
+def _group_alive(pgid):
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def test_purge_of_a_program_blocked_in_a_syscall(build, tmp_path):
+    """The purge stops a thread sleeping in read(); the read resumes intact."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    proc = subprocess.Popen([*VRANGE_RUN, "-v", build("vrange_script")], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdin.write("map A 64 anon\nfill A 1\nvol A 0 64 0\nrss\n")
+    proc.stdin.flush()
+    for _ in range(3):
+        line = proc.stdout.readline()
+    assert line.startswith("rss")
+    time.sleep(0.2)   # now blocked reading stdin
+    os.kill(proc.pid, signal.SIGUSR1)
+    deadline = time.time() + 10
+    # The purge happens while the program sleeps in read(); after it, the
+    # read goes on and the next command sees the purged pages.
+    time.sleep(0.3)
+    out, err = proc.communicate("nonvol A 0 64\ncheck A 1\n", timeout=max(1, deadline - time.time()))
+    assert proc.returncode == 0, err
+    assert "ret=262144 errno=0 purged=1" in out
+    assert "check A good=0 zero=64 bad=0" in out
+
+
+@pytest.mark.parametrize("mode", ["vfork", "pthread-exit"])
+def test_purge_finds_a_thread_that_can_stop(build, mode):
+    proc = vrange_run(build("purge_unstoppable_leader"), mode, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == f"repin ret={64 * PAGE} purged=1 zero={64 * PAGE}\n"
+
+
+def test_purge_asked_while_the_program_is_stopped_runs_after_sigcont(build):
+    proc = subprocess.Popen([*VRANGE_RUN, build("vrange_script")], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdin.write("map A 64 anon\nfill A 1\nvol A 0 64 0\nrss\n")
+    proc.stdin.flush()
+    for _ in range(3):
+        line = proc.stdout.readline()
+    assert line.startswith("rss")
+    child = _only_child(proc.pid)
+    os.kill(child, signal.SIGSTOP)
+    _wait_state(child, "tT")
+    os.kill(proc.pid, signal.SIGUSR1)
+    time.sleep(0.3)
+    assert _state(child) in "tT"         # the purge did not end the job-control stop
+    os.kill(child, signal.SIGCONT)
+    out, err = proc.communicate("nonvol A 0 64\ncheck A 1\n", timeout=30)
+    assert proc.returncode == 0, err
+    assert "ret=262144 errno=0 purged=1" in out
+    assert "check A good=0 zero=64 bad=0" in out
+
+
+def _only_child(pid):
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return int(f.read().split()[0])
+
+
+def _state(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rpartition(")")[2].split()[0]
+
+
+def _wait_state(pid, want, timeout=5):
+    deadline = time.time() + timeout
+    while _state(pid) not in want:
+        assert time.time() < deadline, f"{pid} never reached state {want}"
+        time.sleep(0.01)
+
+
+def test_internal_error_leaves_the_program_running_untraced(build):
+    """A supervisor bug mid-purge: the program is detached, never left
+    stopped, finishes with its own status, and its later calls get ENOSYS."""
+    proc = vrange_run(build("vrange_script"),
+                      input="map A 16 anon\nfill A 1\nvol A 0 16 0\npurge\nnonvol A 0 16\n"
+                            "check A 1\n",
+                      env={**os.environ, "VRANGEEMU_TEST_FAULT": "purge"}, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert "internal error" in proc.stderr
+    assert "ret=-1 errno=38" in proc.stdout                # ENOSYS after the supervisor let go
+    assert "check A good=16 zero=0 bad=0" in proc.stdout   # nothing was discarded
