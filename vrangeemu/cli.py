@@ -3,7 +3,6 @@ import argparse
 import os
 import platform
 import sys
-import traceback
 
 from .abi import CLAIMED, NATIVE_NR, PROFILES
 
@@ -84,6 +83,7 @@ def main(argv=None):
             log_to_stderr(note)
     os.environ["VRANGE_SYSCALL_NR"] = str(profile.nr)
     os.environ["VRANGE_ABI"] = profile.name
+    os.environ["VRANGE_SUPERVISOR_PID"] = str(os.getpid())   # for `kill -USR1`
     sup = Supervisor([opts.program, *opts.args], profile, opts.trap,
                      log=log_to_stderr if opts.verbose else None)
     try:
@@ -91,11 +91,6 @@ def main(argv=None):
     except SetupError as exc:
         print(f"vrange-run: {exc}", file=sys.stderr)
         return exc.status
-    except Exception:   # our bug: let the program finish untraced
-        traceback.print_exc()
-        print("vrange-run: internal error; the program goes on without vrange "
-              "(its calls now fail with ENOSYS)", file=sys.stderr)
-        stop = sup.abandon()
     finally:
         if opts.stats:
             print_stats(sup, sys.stderr)

@@ -1,0 +1,122 @@
+"""vrange-run as a Unix wrapper: exit statuses, signals, errors, help, clients."""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import VRANGE_RUN, vrange_run
+
+
+def test_exit_status_is_the_programs():
+    assert vrange_run("sh", "-c", "exit 42").returncode == 42
+
+
+def test_killed_program_gives_128_plus_signal():
+    proc = vrange_run("sh", "-c", "kill -SEGV $$")
+    assert proc.returncode == 128 + signal.SIGSEGV
+
+
+def test_program_not_found_is_127_with_a_one_line_error():
+    proc = vrange_run("no-such-program-xyz")
+    assert proc.returncode == 127
+    assert proc.stderr == "vrange-run: no-such-program-xyz: command not found\n"
+
+
+def test_program_not_executable_is_126(tmp_path):
+    script = tmp_path / "not-executable"
+    script.write_text("#!/bin/sh\nexit 0\n")
+    proc = vrange_run(script)
+    assert proc.returncode == 126
+    assert "Permission denied" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--abi", "v99", "true"], "invalid choice: 'v99'"),
+    (["--syscall-nr", "-5", "true"], "--syscall-nr -5"),
+    ([], "the following arguments are required: program"),
+])
+def test_bad_options_are_125_without_traceback(args, message):
+    proc = vrange_run(*args)
+    assert proc.returncode == 125
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_options_after_the_program_belong_to_it():
+    proc = vrange_run("sh", "-c", 'echo "$@"', "sh", "--stats", "-v")
+    assert proc.returncode == 0 and proc.stdout == "--stats -v\n" and proc.stderr == ""
+
+
+def test_help_explains_abis_claimed_numbers_and_exit_codes():
+    proc = vrange_run("--help")
+    assert proc.returncode == 0
+    for text in ("314 (sched_setattr)", "316", "renameat2", "kill -USR1", "128+N", "127", "125"):
+        assert text in proc.stdout
+
+
+def test_console_script_is_installed():
+    exe = shutil.which("vrange-run") or os.path.join(os.path.dirname(sys.executable), "vrange-run")
+    proc = subprocess.run([exe, "sh", "-c", "exit 3"], timeout=60)
+    assert proc.returncode == 3
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_signals_sent_to_vrange_run_reach_the_program(sig):
+    proc = subprocess.Popen([*VRANGE_RUN, "sleep", "30"], stderr=subprocess.PIPE, text=True)
+    _wait_for_child(proc.pid)
+    os.kill(proc.pid, sig)
+    assert proc.wait(timeout=20) == 128 + sig
+    assert "Traceback" not in proc.stderr.read()
+
+
+def test_signal_the_program_ignores_does_not_stop_the_supervisor():
+    proc = subprocess.Popen([*VRANGE_RUN, "sh", "-c", "trap '' TERM; sleep 0.5; exit 5"])
+    _wait_for_child(proc.pid)
+    os.kill(proc.pid, signal.SIGTERM)
+    assert proc.wait(timeout=20) == 5
+
+
+def _wait_for_child(pid, timeout=10):
+    deadline = time.time() + timeout
+    path = f"/proc/{pid}/task/{pid}/children"
+    while not open(path).read().split():
+        assert time.time() < deadline
+        time.sleep(0.01)
+    time.sleep(0.2)   # let it exec
+
+
+def test_python_client_outside_vrange_run_explains():
+    proc = subprocess.run([sys.executable, "-c",
+                           "from vrangeemu.client import VolatileBuffer\n"
+                           "VolatileBuffer(4096).mark_volatile()"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert "VrangeUnavailable" in proc.stderr and "run this program under vrange-run" in proc.stderr
+
+
+def test_python_client_under_vrange_run():
+    code = ("import os, signal\n"
+            "from vrangeemu.client import VolatileBuffer, vrange, NONVOLATILE\n"
+            "b = VolatileBuffer(1 << 20)\n"
+            "b.map[:] = b'x' * len(b.map)\n"
+            "print(b.mark_volatile(0, 1 << 19), b.mark_nonvolatile(0, 1 << 19))\n"
+            "b.mark_volatile()\n"
+            "os.kill(int(os.environ['VRANGE_SUPERVISOR_PID']), signal.SIGUSR1)\n"
+            "vrange(b.address, 4096, NONVOLATILE, 0)\n"
+            "print(b.mark_nonvolatile(), b.map[:8], b.map[-8:])\n")
+    proc = vrange_run(sys.executable, "-c", code)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["524288 False",
+                                        "True b'\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00' "
+                                        "b'\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00'"]
+
+
+def test_bundled_demo_runs_and_reports():
+    proc = vrange_run("--stats", sys.executable, "-m", "vrangeemu.demo")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "12 of 12 answered 'purged' and were rebuilt" in proc.stdout
+    assert "hot chunks intact: 4/4" in proc.stdout
+    assert "48.0 MiB" in proc.stderr   # --stats: bytes marked and purged
