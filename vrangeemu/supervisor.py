@@ -44,8 +44,12 @@ class SetupError(Exception):
 class Task:
     """One traced thread.  `starting`: created, initial stop not yet handled;
     `purge_by`: 0, or the time until which calls wait for its requested purge;
-    `group_stopped`: held in a job-control stop with PTRACE_LISTEN."""
-    __slots__ = ("tid", "space", "starting", "purge_by", "group_stopped")
+    `group_stopped`: held in a job-control stop with PTRACE_LISTEN;
+    `vfork_parent`: tid of the parent blocked until this vfork child execs or
+    exits (0 if none); `in_vfork`: this task waits for its vfork child, so it
+    cannot stop for a purge."""
+    __slots__ = ("tid", "space", "starting", "purge_by", "group_stopped",
+                 "vfork_parent", "in_vfork")
 
     def __init__(self, tid, space, starting=True):
         self.tid = tid
@@ -53,6 +57,8 @@ class Task:
         self.starting = starting
         self.purge_by = 0.0
         self.group_stopped = False
+        self.vfork_parent = 0
+        self.in_vfork = False
 
 
 class Supervisor:
@@ -309,6 +315,9 @@ class Supervisor:
         space.tids.add(tid)
         task = Task(tid, space)
         self.tasks[tid] = task
+        if event == ptrace.EVENT_VFORK:
+            task.vfork_parent = parent.tid
+            parent.in_vfork = True
         if tid in self.unclaimed:
             self.unclaimed.discard(tid)
             task.starting = False
@@ -319,6 +328,7 @@ class Supervisor:
         parent may still use) for a fresh one with no volatile ranges."""
         if former_tid != task.tid and former_tid in self.tasks:
             self._forget(former_tid)
+        self._vfork_done(task)
         if task.space is not None:
             self._leave(task)
         name = _comm(task.tid)
@@ -334,8 +344,17 @@ class Supervisor:
 
     def _forget(self, tid):
         task = self.tasks.pop(tid, None)
-        if task and task.space is not None:
+        if task is None:
+            return
+        self._vfork_done(task)
+        if task.space is not None:
             self._leave(task)
+
+    def _vfork_done(self, child):
+        parent = self.tasks.get(child.vfork_parent)
+        if parent is not None:
+            parent.in_vfork = False
+        child.vfork_parent = 0
 
     def _leave(self, task):
         space = task.space
@@ -410,10 +429,12 @@ class Supervisor:
 
     def _stoppable(self, space):
         """Tasks of `space` best able to stop soon: running or sleeping
-        interruptibly first; never a zombie (a leader after pthread_exit),
-        D state (a vfork parent) last."""
+        interruptibly first, D state last; never a zombie (a leader after
+        pthread_exit) nor a vfork parent (it stops only once its child is
+        gone, and /proc may still show it runnable)."""
         rank = {"R": 0, "S": 0, "t": 1, "T": 1, "D": 2}
-        states = {tid: _state(tid) for tid in space.tids if not self.tasks[tid].starting}
+        states = {tid: _state(tid) for tid in space.tids
+                  if not self.tasks[tid].starting and not self.tasks[tid].in_vfork}
         return sorted((tid for tid, st in states.items() if st in rank),
                       key=lambda tid: (rank[states[tid]], tid))
 
