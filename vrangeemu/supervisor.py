@@ -18,7 +18,8 @@ from . import calls
 from ._native import ffi, lib
 from .linux import inject, ptrace
 from .linux.notify import Listener
-from .linux.procfs import PM_EXCLUSIVE, PM_PRESENT, ProcessMemory
+from .linux.procfs import ProcessMemory
+from .model.purge import purge_runs
 from .model.space import AddressSpace, Stats
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
@@ -457,7 +458,7 @@ class Supervisor:
         if self.fault == "purge":
             raise RuntimeError("fault injected by VRANGEEMU_TEST_FAULT=purge")
         space = task.space
-        plan = purge_plan(space)
+        plan = purge_runs(space.ranges, space.memory.discardable)
         if not plan:
             return True
         insn = space.memory.syscall_insn(task.tid) or inject.syscall_insn_for(ptrace.getregs(task.tid))
@@ -483,28 +484,6 @@ class Supervisor:
         for sig in done.signals:
             lib.vr_tgkill(space.tgid, task.tid, sig)
         return True
-
-
-def purge_plan(space):
-    """[(start, end)] runs of volatile, not yet purged pages that are resident
-    and mapped by this process alone (a COW-shared page stays: discarding it
-    here would free nothing and lose the other sharer's view)."""
-    runs = []
-    for rng in space.ranges:
-        for start, end in space.ranges.unpurged_intervals(rng):
-            entries = space.memory.pagemap(start, end)
-            run_start = None
-            for i, entry in enumerate(entries):
-                addr = start + (i << 12)
-                ok = entry & PM_PRESENT and entry & PM_EXCLUSIVE
-                if ok and run_start is None:
-                    run_start = addr
-                elif not ok and run_start is not None:
-                    runs.append((run_start, addr))
-                    run_start = None
-            if run_start is not None:
-                runs.append((run_start, end))
-    return runs
 
 
 def _reap(pid):

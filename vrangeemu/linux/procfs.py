@@ -153,6 +153,13 @@ class ProcessMemory:
         entries.frombytes(os.pread(self._pagemap, n * 8, (start >> PAGE_SHIFT) * 8))
         return entries
 
+    def discardable(self, start, end):
+        """Per page of [start, end): True if discarding it frees memory and
+        touches no one else: resident and mapped only here (a COW-shared
+        page, the zero page included, is not exclusive)."""
+        both = PM_PRESENT | PM_EXCLUSIVE
+        return [entry & both == both for entry in self.pagemap(start, end)]
+
     def syscall_insn(self, tid):
         """Address of a `syscall` instruction (0f 05) in this space's vDSO, or
         None; read through live task `tid` (the leader may be a zombie)."""
