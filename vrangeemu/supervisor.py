@@ -14,32 +14,20 @@ import sys
 import time
 import traceback
 
-from . import calls
+from . import calls, spawn
 from ._native import ffi, lib
-from .linux import inject, ptrace
+from .linux import inject, procfs, ptrace
 from .linux.notify import Listener
 from .linux.procfs import ProcessMemory
 from .model.purge import purge_runs
-from .model.space import AddressSpace, Stats
+from .model.space import AddressSpace
+from .spawn import SetupError
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 SI_KERNEL = 0x80   # si_code of signals the tty sends to the whole process group
 # How long calls wait for a requested purge to run; a task that takes longer
 # to stop (D state, OOM wait) is purged whenever it stops.
 PURGE_WAIT = 0.5
-FAIL_STAGES = {1: "prctl(PR_SET_NO_NEW_PRIVS)", 2: "seccomp()", 3: "passing the listener fd",
-               4: "exec"}
-
-
-class SetupError(Exception):
-    """The program could not be started under the supervisor.
-
-    `status` is the exit status vrange-run should use (125, 126 or 127).
-    """
-
-    def __init__(self, message, status=125):
-        super().__init__(message)
-        self.status = status
 
 
 class Task:
@@ -74,65 +62,18 @@ class Supervisor:
         self.main_pid = None
         self.main_status = None  # ptrace.Stop of the program's own exit
         self.listener = None
-        self.purge_requests = 0
         # Test hook: simulate a supervisor bug at a purge (tests/e2e).
         self.fault = os.environ.get("VRANGEEMU_TEST_FAULT", "")
 
     # --- start ---------------------------------------------------------------
     def spawn(self):
-        """Start the program seized and filtered; falls back to ptrace trapping
-        if this kernel has no seccomp user notification."""
-        result = self._spawn_once()
-        if result.fail_stage == 2 and self.trap == "notify" and result.fail_errno == errno.EINVAL:
-            self.log("seccomp user notification unavailable: trapping with ptrace")
-            self.trap = "ptrace"
-            result = self._spawn_once()
-        self._check_spawn(result)
-        self.main_pid = result.pid
-        self.tasks[result.pid] = Task(result.pid, None, starting=False)
-        if result.listener >= 0:
-            self.listener = Listener(result.listener)
-            self.log(f"trap: seccomp user notification"
-                     f"{' with sync wake-up' if result.sync_wakeup else ''}, syscall {self.profile.nr}")
-        else:
-            self.log(f"trap: seccomp RET_TRACE + ptrace, syscall {self.profile.nr}")
-
-    def _spawn_once(self):
-        res = ffi.new("struct vr_spawn_result *")
-        keep = [ffi.new("char[]", os.fsencode(a)) for a in self.argv]
-        argv = ffi.new("char *[]", keep + [ffi.NULL])
-        action = lib.VR_TRAP_NOTIFY if self.trap == "notify" else lib.VR_TRAP_PTRACE
-        options = ptrace.SEIZE_OPTIONS | (ptrace.O_TRACESECCOMP if self.trap == "ptrace" else 0)
-        rc = lib.vr_spawn(keep[0], argv, action, self.profile.nr, options, res)
-        if rc < 0:
-            raise SetupError(f"cannot start {self.argv[0]}: fork: {os.strerror(-rc)}")
-        if res.fail_stage or not res.seized:
-            _reap(res.pid)
-            if res.listener >= 0:
-                os.close(res.listener)
-        return res
-
-    def _check_spawn(self, res):
-        prog = self.argv[0]
-        if res.seize_errno:
-            raise SetupError(
-                f"ptrace is not permitted here ({os.strerror(res.seize_errno)}): vrange-run must "
-                "trace the program. Run as the same user with ptrace allowed (check "
-                "/proc/sys/kernel/yama/ptrace_scope and container seccomp/capabilities).")
-        if res.fail_stage == 4:
-            err = res.fail_errno
-            if err in (errno.ENOENT, errno.ENOTDIR):
-                raise SetupError(f"{prog}: command not found", 127)
-            raise SetupError(f"{prog}: cannot execute: {os.strerror(err)}", 126)
-        if res.fail_stage:
-            what = FAIL_STAGES.get(res.fail_stage, "setup")
-            raise SetupError(
-                f"cannot install the seccomp filter: {what} failed: {os.strerror(res.fail_errno)}. "
-                "vrange-run needs seccomp filters (CONFIG_SECCOMP_FILTER) and no policy that "
-                "forbids them (container runtimes may); try --trap ptrace if only user "
-                "notification is refused.")
-        if self.trap == "notify" and res.listener < 0:
-            raise SetupError("did not receive the seccomp listener fd from the child")
+        """Start the program seized and filtered (see spawn.py)."""
+        started = spawn.start(self.argv, self.profile.nr, self.trap, self.log)
+        self.trap = started.trap
+        self.main_pid = started.pid
+        self.tasks[started.pid] = Task(started.pid, None, starting=False)
+        if started.listener >= 0:
+            self.listener = Listener(started.listener)
 
     # --- the loop -------------------------------------------------------------
     def run(self):
@@ -308,7 +249,7 @@ class Supervisor:
         order = lib.vr_kcmp_vm(parent.tid, tid)
         shares_mm = order == 0
         if order < 0:   # no kcmp (CONFIG_KCMP=n): a vfork child or a thread shares it
-            shares_mm = event == ptrace.EVENT_VFORK or _tgid(tid) == parent.space.tgid
+            shares_mm = event == ptrace.EVENT_VFORK or procfs.tgid_of(tid) == parent.space.tgid
         space = parent.space
         if not shares_mm:
             space = parent.space.fork(tid, ProcessMemory(tid))
@@ -332,7 +273,7 @@ class Supervisor:
         self._vfork_done(task)
         if task.space is not None:
             self._leave(task)
-        name = _comm(task.tid)
+        name = procfs.comm_of(task.tid)
         task.space = AddressSpace(task.tid, name, ProcessMemory(task.tid), tids={task.tid})
         self.log(f"exec: {task.tid} is now {name}")
 
@@ -425,7 +366,6 @@ class Supervisor:
                         continue
                     raise
                 self.tasks[tid].purge_by = time.monotonic() + PURGE_WAIT
-                self.purge_requests += 1
                 break
 
     def _stoppable(self, space):
@@ -434,7 +374,7 @@ class Supervisor:
         pthread_exit) nor a vfork parent (it stops only once its child is
         gone, and /proc may still show it runnable)."""
         rank = {"R": 0, "S": 0, "t": 1, "T": 1, "D": 2}
-        states = {tid: _state(tid) for tid in space.tids
+        states = {tid: procfs.task_state(tid) for tid in space.tids
                   if not self.tasks[tid].starting and not self.tasks[tid].in_vfork}
         return sorted((tid for tid, st in states.items() if st in rank),
                       key=lambda tid: (rank[states[tid]], tid))
@@ -468,64 +408,22 @@ class Supervisor:
         madvise = [(inject.SYS_MADVISE, (start, end - start, inject.MADV_DONTNEED))
                    for start, end in plan]
         done = inject.run(task.tid, insn, madvise)
+        freed = 0
         for (start, end), result in zip(plan, done.results):
             if result == 0:
-                gained = space.ranges.set_purged(start, end)
-                space.stats.purged_bytes += gained
+                freed += space.ranges.set_purged(start, end)
                 space.stats.purges += 1
-            else:
+            else:   # e.g. EINVAL: the program mlocked it since
                 self.log(f"madvise({start:#x}, {end - start}) in {task.tid}: "
                          f"{os.strerror(-result)}")
-        self.log(f"purged {sum(e - s for s, e in plan[:len(done.results)])} bytes "
-                 f"in {len(done.results)} runs from {space.tgid}")
+        space.stats.purged_bytes += freed
+        self.log(f"purged {freed} bytes in {len(done.results)} runs from {space.tgid}")
         if done.death is not None:
             self._on_exit(done.death)
             return False
         for sig in done.signals:
             lib.vr_tgkill(space.tgid, task.tid, sig)
         return True
-
-
-def _reap(pid):
-    while True:
-        try:
-            _, status = os.waitpid(pid, ptrace.WALL)
-        except ChildProcessError:
-            return
-        if os.WIFEXITED(status) or os.WIFSIGNALED(status):
-            return
-        try:
-            ptrace.cont(pid)
-        except ptrace.PtraceError:
-            pass
-
-
-def _tgid(tid):
-    try:
-        with open(f"/proc/{tid}/status") as status:
-            for line in status:
-                if line.startswith("Tgid:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return tid
-
-
-def _state(tid):
-    """One-letter state from /proc/TID/stat ('' if gone)."""
-    try:
-        with open(f"/proc/{tid}/stat") as stat:
-            return stat.read().rpartition(")")[2].split()[0]
-    except (OSError, IndexError):
-        return ""
-
-
-def _comm(tid):
-    try:
-        with open(f"/proc/{tid}/comm") as comm:
-            return comm.read().strip()
-    except OSError:
-        return "?"
 
 
 def log_to_stderr(msg):

@@ -105,10 +105,9 @@ def _group_alive(pgid):
         return False
 
 
-def test_purge_of_a_program_blocked_in_a_syscall(build, tmp_path):
-    """The purge stops a thread sleeping in read(); the read resumes intact."""
-    fifo = tmp_path / "fifo"
-    os.mkfifo(fifo)
+def _start_with_volatile_region(build):
+    """vrange_script under `vrange-run -v`, stopped reading stdin after making
+    64 filled pages volatile; returns (Popen, the program's pid)."""
     proc = subprocess.Popen([*VRANGE_RUN, "-v", build("vrange_script")], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     proc.stdin.write("map A 64 anon\nfill A 1\nvol A 0 64 0\nrss\n")
@@ -116,16 +115,25 @@ def test_purge_of_a_program_blocked_in_a_syscall(build, tmp_path):
     for _ in range(3):
         line = proc.stdout.readline()
     assert line.startswith("rss")
-    time.sleep(0.2)   # now blocked reading stdin
-    os.kill(proc.pid, signal.SIGUSR1)
-    deadline = time.time() + 10
-    # The purge happens while the program sleeps in read(); after it, the
-    # read goes on and the next command sees the purged pages.
-    time.sleep(0.3)
-    out, err = proc.communicate("nonvol A 0 64\ncheck A 1\n", timeout=max(1, deadline - time.time()))
+    return proc, _only_child(proc.pid)
+
+
+def _finish(proc):
+    out, err = proc.communicate("nonvol A 0 64\ncheck A 1\n", timeout=30)
     assert proc.returncode == 0, err
     assert "ret=262144 errno=0 purged=1" in out
     assert "check A good=0 zero=64 bad=0" in out
+
+
+def test_purge_of_a_program_blocked_in_a_syscall(build):
+    """The purge stops a thread sleeping in read(); the read resumes intact."""
+    proc, child = _start_with_volatile_region(build)
+    _wait_state(child, "S")   # asleep in read(0)
+    os.kill(proc.pid, signal.SIGUSR1)
+    while "purged 262144 bytes" not in proc.stderr.readline():
+        pass                  # -v reports the purge
+    _wait_state(child, "S")   # resumed: its read() restarted and sleeps again
+    _finish(proc)
 
 
 @pytest.mark.parametrize("mode", ["vfork", "pthread-exit"])
@@ -136,24 +144,14 @@ def test_purge_finds_a_thread_that_can_stop(build, mode):
 
 
 def test_purge_asked_while_the_program_is_stopped_runs_after_sigcont(build):
-    proc = subprocess.Popen([*VRANGE_RUN, build("vrange_script")], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    proc.stdin.write("map A 64 anon\nfill A 1\nvol A 0 64 0\nrss\n")
-    proc.stdin.flush()
-    for _ in range(3):
-        line = proc.stdout.readline()
-    assert line.startswith("rss")
-    child = _only_child(proc.pid)
+    proc, child = _start_with_volatile_region(build)
     os.kill(child, signal.SIGSTOP)
     _wait_state(child, "tT")
     os.kill(proc.pid, signal.SIGUSR1)
     time.sleep(0.3)
     assert _state(child) in "tT"         # the purge did not end the job-control stop
     os.kill(child, signal.SIGCONT)
-    out, err = proc.communicate("nonvol A 0 64\ncheck A 1\n", timeout=30)
-    assert proc.returncode == 0, err
-    assert "ret=262144 errno=0 purged=1" in out
-    assert "check A good=0 zero=64 bad=0" in out
+    _finish(proc)
 
 
 def _only_child(pid):

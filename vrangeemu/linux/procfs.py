@@ -175,3 +175,31 @@ class ProcessMemory:
             else:
                 self._syscall_insn = 0
         return self._syscall_insn or None
+
+
+def tgid_of(tid):
+    try:
+        with open(f"/proc/{tid}/status") as status:
+            for line in status:
+                if line.startswith("Tgid:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return tid
+
+
+def task_state(tid):
+    """One-letter state from /proc/TID/stat ('' if gone)."""
+    try:
+        with open(f"/proc/{tid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return ""
+
+
+def comm_of(tid):
+    try:
+        with open(f"/proc/{tid}/comm") as comm:
+            return comm.read().strip()
+    except OSError:
+        return "?"

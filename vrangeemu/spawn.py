@@ -1,0 +1,98 @@
+"""Starting the program: filtered, seized, and every failure made a clear error."""
+import errno
+import os
+from typing import NamedTuple
+
+from ._native import ffi, lib
+from .linux import ptrace
+
+FAIL_STAGES = {1: "prctl(PR_SET_NO_NEW_PRIVS)", 2: "seccomp()", 3: "passing the listener fd",
+               4: "exec"}
+
+
+class SetupError(Exception):
+    """The program could not be started under the supervisor.
+
+    `status` is the exit status vrange-run should use (125, 126 or 127).
+    """
+
+    def __init__(self, message, status=125):
+        super().__init__(message)
+        self.status = status
+
+
+class Started(NamedTuple):
+    pid: int
+    listener: int   # user-notification fd, -1 when trapping with ptrace
+    trap: str       # "notify" or "ptrace" (after any fallback)
+
+
+def start(argv, nr, trap, log):
+    """Fork, filter syscall `nr`, seize, exec `argv`; falls back to ptrace
+    trapping if this kernel has no seccomp user notification.  Raises
+    SetupError with the exit status vrange-run should use."""
+    res = _spawn_once(argv, nr, trap)
+    if res.fail_stage == 2 and trap == "notify" and res.fail_errno == errno.EINVAL:
+        log("seccomp user notification unavailable: trapping with ptrace")
+        trap = "ptrace"
+        res = _spawn_once(argv, nr, trap)
+    _check(res, argv, trap)
+    if res.listener >= 0:
+        log(f"trap: seccomp user notification{' with sync wake-up' if res.sync_wakeup else ''}, "
+            f"syscall {nr}")
+    else:
+        log(f"trap: seccomp RET_TRACE + ptrace, syscall {nr}")
+    return Started(res.pid, res.listener, trap)
+
+
+def _spawn_once(argv, nr, trap):
+    res = ffi.new("struct vr_spawn_result *")
+    keep = [ffi.new("char[]", os.fsencode(a)) for a in argv]
+    c_argv = ffi.new("char *[]", keep + [ffi.NULL])
+    action = lib.VR_TRAP_NOTIFY if trap == "notify" else lib.VR_TRAP_PTRACE
+    options = ptrace.SEIZE_OPTIONS | (ptrace.O_TRACESECCOMP if trap == "ptrace" else 0)
+    rc = lib.vr_spawn(keep[0], c_argv, action, nr, options, res)
+    if rc < 0:
+        raise SetupError(f"cannot start {argv[0]}: fork: {os.strerror(-rc)}")
+    if res.fail_stage or not res.seized:
+        _reap(res.pid)
+        if res.listener >= 0:
+            os.close(res.listener)
+    return res
+
+
+def _check(res, argv, trap):
+    prog = argv[0]
+    if res.seize_errno:
+        raise SetupError(
+            f"ptrace is not permitted here ({os.strerror(res.seize_errno)}): vrange-run must "
+            "trace the program. Run as the same user with ptrace allowed (check "
+            "/proc/sys/kernel/yama/ptrace_scope and container seccomp/capabilities).")
+    if res.fail_stage == 4:
+        err = res.fail_errno
+        if err in (errno.ENOENT, errno.ENOTDIR):
+            raise SetupError(f"{prog}: command not found", 127)
+        raise SetupError(f"{prog}: cannot execute: {os.strerror(err)}", 126)
+    if res.fail_stage:
+        what = FAIL_STAGES.get(res.fail_stage, "setup")
+        raise SetupError(
+            f"cannot install the seccomp filter: {what} failed: {os.strerror(res.fail_errno)}. "
+            "vrange-run needs seccomp filters (CONFIG_SECCOMP_FILTER) and no policy that "
+            "forbids them (container runtimes may); try --trap ptrace if only user "
+            "notification is refused.")
+    if trap == "notify" and res.listener < 0:
+        raise SetupError("did not receive the seccomp listener fd from the child")
+
+
+def _reap(pid):
+    while True:
+        try:
+            _, status = os.waitpid(pid, ptrace.WALL)
+        except ChildProcessError:
+            return
+        if os.WIFEXITED(status) or os.WIFSIGNALED(status):
+            return
+        try:
+            ptrace.cont(pid)
+        except ptrace.PtraceError:
+            pass
