@@ -4,7 +4,7 @@
  * printed answers, so every argument rule is exercised by a real traced
  * program.  Regions are named by a letter; offsets and lengths in pages.
  *
- *   map R PAGES KIND     KIND: anon | shared | file | locked | ro
+ *   map R PAGES KIND     KIND: anon | anon32 (below 4 GiB) | shared | file | locked | ro
  *   fill R SEED          write a pattern derived from SEED into every page
  *   check R SEED [OFF N] print "check R good=G zero=Z bad=B" (pages; all or OFF..OFF+N)
  *   vol R OFF N [ARG]    mark volatile (ARG: flags / behavior, default 0)
@@ -17,6 +17,8 @@
  *   fork-pin R           fork a child that re-pins its copy of R and keeps it
  *                        (COW-shared with us) until we exit
  *   purge                SIGUSR1 to vrange-run, then a barrier call
+ *   int80 R OFF N        VOLATILE through the 32-bit entry (int $0x80): its arch
+ *                        is i386, which the filter must not trap
  *   rss                  print "rss KB"
  *
  * Each vrange call prints: "ret=R errno=E purged=P" (purged -1 if untouched).
@@ -34,6 +36,12 @@
 #define PAGE 4096
 static char *region[26];
 static size_t region_pages[26];
+
+#if VRANGE_ABI == VRANGE_ABI_NATIVE
+#define VRANGE_NR_OF_ABI vrange_nr()
+#else
+#define VRANGE_NR_OF_ABI VRANGE_NR
+#endif
 
 static long call(unsigned long start, size_t len, int mode, long arg, int *purged)
 {
@@ -90,7 +98,8 @@ int main(void)
                     return 3;
             }
             region[r] = mmap(NULL, n * PAGE, prot,
-                             (shared ? MAP_SHARED : MAP_PRIVATE) | (fd < 0 ? MAP_ANONYMOUS : 0),
+                             (shared ? MAP_SHARED : MAP_PRIVATE) | (fd < 0 ? MAP_ANONYMOUS : 0) |
+                                 (strcmp(kind, "anon32") ? 0 : MAP_32BIT),
                              fd, 0);
             if (region[r] == MAP_FAILED)
                 return 3;
@@ -194,6 +203,20 @@ int main(void)
             if (read(ready[0], &c, 1) != 1)
                 return 5;
             printf("child pinned %c\n", name[0]);
+        } else if (!strcmp(op, "int80") && scanf("%3s %zu %zu", name, &off, &n) == 3) {
+            r = name[0] - 'A';
+            long ret;
+            long nr = VRANGE_NR_OF_ABI;
+            __asm__ volatile("int $0x80"
+                             : "=a"(ret)
+                             : "a"(nr), "b"(region[r] + off * PAGE), "c"(n * PAGE),
+                               "d"(VRANGE_VOLATILE), "S"(0), "D"(0)
+                             : "memory");
+            if (ret < 0) {
+                errno = (int)-ret;
+                ret = -1;
+            }
+            report(ret, purged);
         } else if (!strcmp(op, "rss")) {
             printf("rss %ld\n", rss_kb());
         } else {

@@ -120,3 +120,19 @@ def test_bundled_demo_runs_and_reports():
     assert "12 of 12 answered 'purged' and were rebuilt" in proc.stdout
     assert "hot chunks intact: 4/4" in proc.stdout
     assert "48.0 MiB" in proc.stderr   # --stats: bytes marked and purged
+
+
+SYS_PTRACE, SYS_SECCOMP = 101, 317
+
+
+@pytest.mark.parametrize("nr, message", [
+    (SYS_PTRACE, "vrange-run: ptrace is not permitted here (Operation not permitted)"),
+    (SYS_SECCOMP, "vrange-run: cannot install the seccomp filter: seccomp() failed: "
+                  "Operation not permitted"),
+])
+def test_refused_ptrace_or_seccomp_is_a_clear_125(build, nr, message):
+    proc = subprocess.run([build("deny_syscall"), str(nr), *VRANGE_RUN, "sh", "-c", "exit 0"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 125
+    assert proc.stderr.startswith(message), proc.stderr
+    assert "Traceback" not in proc.stderr
