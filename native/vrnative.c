@@ -42,7 +42,7 @@
 #define PROCMAP_QUERY _IOWR('f', 17, struct vr_vma)
 
 /* Stages reported back through the error pipe when the child fails. */
-enum { STAGE_NNP = 1, STAGE_FILTER = 2, STAGE_SEND = 3, STAGE_EXEC = 4 };
+enum { STAGE_NNP = 1, STAGE_FILTER = 2, STAGE_SEND = 3, STAGE_EXEC = 4, STAGE_CGROUP = 5 };
 
 static int send_fd(int sock, int fd)
 {
@@ -92,7 +92,7 @@ static void child_fail(int errfd, int stage, int err)
 
 /* Runs in the child between fork and exec: async-signal-safe calls only. */
 static void child(const char *file, char *const argv[], int action, int nr,
-                  int sock, int gofd, int errfd)
+                  const char *cgroup_procs, int sock, int gofd, int errfd)
 {
     /* The supervisor blocks signals for its signalfd and Python ignores
      * SIGPIPE/SIGXFSZ; the program must start with the usual defaults. */
@@ -115,6 +115,13 @@ static void child(const char *file, char *const argv[], int action, int nr,
     };
     struct sock_fprog fprog = { sizeof prog / sizeof prog[0], prog };
 
+    /* Join the memory cgroup first: every page the program touches is charged. */
+    if (cgroup_procs) {
+        int fd = open(cgroup_procs, O_WRONLY | O_CLOEXEC);
+        if (fd < 0 || write(fd, "0", 1) != 1)
+            child_fail(errfd, STAGE_CGROUP, errno);
+        close(fd);
+    }
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
         child_fail(errfd, STAGE_NNP, errno);
     if (action == VR_TRAP_NOTIFY) {
@@ -146,7 +153,7 @@ static void child(const char *file, char *const argv[], int action, int nr,
 }
 
 int vr_spawn(const char *file, char *const argv[], int action, int nr,
-             long ptrace_options, struct vr_spawn_result *out)
+             const char *cgroup_procs, long ptrace_options, struct vr_spawn_result *out)
 {
     int sv[2], go[2], err[2];
     memset(out, 0, sizeof *out);
@@ -172,7 +179,7 @@ int vr_spawn(const char *file, char *const argv[], int action, int nr,
     }
     if (pid == 0) {
         close(sv[0]); close(go[1]); close(err[0]);
-        child(file, argv, action, nr, sv[1], go[0], err[1]);
+        child(file, argv, action, nr, cgroup_procs, sv[1], go[0], err[1]);
     }
     close(sv[1]); close(go[0]); close(err[1]);
     out->pid = pid;

@@ -11,7 +11,7 @@ struct vr_spawn_result {
     int sync_wakeup;  /* SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP was accepted */
     int seized;       /* PTRACE_SEIZE succeeded and the child was let go */
     int seize_errno;
-    int fail_stage;   /* 0, or where the child failed: 1 nnp 2 filter 3 send 4 exec */
+    int fail_stage;   /* 0, or where the child failed: 1 nnp 2 filter 3 send 4 exec 5 cgroup */
     int fail_errno;
 };
 
@@ -41,7 +41,7 @@ struct vr_siginfo {
 };
 
 int vr_spawn(const char *file, char *const argv[], int action, int nr,
-             long ptrace_options, struct vr_spawn_result *out);
+             const char *cgroup_procs, long ptrace_options, struct vr_spawn_result *out);
 int vr_notif_recv(int fd, struct seccomp_notif *n);
 int vr_notif_send(int fd, uint64_t id, int64_t val, int32_t error, uint32_t flags);
 int vr_notif_id_valid(int fd, uint64_t id);

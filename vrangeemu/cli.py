@@ -20,15 +20,37 @@ WARNING: v7 and v10 claim syscall 314 (sched_setattr) and v12 claims 316
 (renameat2) for the traced program and everything it runs: while traced,
 those real syscalls are answered as vrange (e.g. `mv` uses renameat2).
 
-Purging: `kill -USR1 <vrange-run pid>` discards every volatile page that is
-resident and not shared copy-on-write; the next NONVOLATILE call on it
-answers purged.  Outside vrange-run the syscall fails with ENOSYS.
+Purging: under memory pressure the oldest volatile ranges of all traced
+processes go first (one LRU), until usage is back under a low watermark.
+Pressure comes from (--pressure auto picks the first that applies):
+  --memory-limit SIZE  a memory cgroup created for the program (v2, else v1),
+                       purged from 90% of SIZE down to ~77%; the kernel's OOM
+                       killer enforces SIZE only once nothing volatile is left.
+                       Without permission to create cgroups: the summed RSS
+                       of the traced processes against SIZE (budget).
+  cgroup               vrange-run's own memory cgroup, if it has a limit.
+  psi                  /proc/pressure/memory: memory stalls grow -> purge.
+`kill -USR1 <vrange-run pid>` discards every volatile page now.  Only pages
+that are resident and not shared copy-on-write are discarded; the next
+NONVOLATILE call on them answers purged.  Outside vrange-run the syscall
+fails with ENOSYS.
 
 Exit status: the program's own; 128+N if it was killed by signal N;
 127 if it was not found, 126 if it could not be executed; 125 if vrange-run
 itself failed (bad option, ptrace or seccomp not permitted).
 SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to vrange-run go to the program.
 """
+
+
+def _size(text):
+    from .pressure import parse_size
+    try:
+        size = parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc))
+    if size < 4 << 20:
+        raise argparse.ArgumentTypeError(f"{text}: too small (at least 4M)")
+    return size
 
 
 class _Parser(argparse.ArgumentParser):
@@ -52,6 +74,12 @@ def parse_args(argv):
                         help="how calls are trapped: seccomp user notification (default, "
                              "~4 us a call) or RET_TRACE + ptrace stop (~50 us; for kernels "
                              "before 5.0)")
+    parser.add_argument("--memory-limit", metavar="SIZE", type=_size,
+                        help="run the program in a memory cgroup of SIZE (e.g. 64M, 2G) and "
+                             "purge volatile memory to stay under it")
+    parser.add_argument("--pressure", choices=("auto", "cgroup", "psi", "budget", "none"),
+                        default="auto",
+                        help="where memory pressure is read from (default: auto; see below)")
     parser.add_argument("--stats", action="store_true",
                         help="print per-process counts (calls, bytes made volatile, bytes "
                              "purged) on stderr at exit")
@@ -70,6 +98,7 @@ def main(argv=None):
     # Imported late: --help must work even where the native part is missing.
     from .supervisor import SetupError, Supervisor, log_to_stderr
     from .report import print_stats
+    from .pressure import SetupProblem, choose_source
 
     if platform.machine() != "x86_64":
         print(f"vrange-run: only x86_64 is supported, not {platform.machine()}", file=sys.stderr)
@@ -84,8 +113,16 @@ def main(argv=None):
     os.environ["VRANGE_SYSCALL_NR"] = str(profile.nr)
     os.environ["VRANGE_ABI"] = profile.name
     os.environ["VRANGE_SUPERVISOR_PID"] = str(os.getpid())   # for `kill -USR1`
-    sup = Supervisor([opts.program, *opts.args], profile, opts.trap,
-                     log=log_to_stderr if opts.verbose else None)
+    log = log_to_stderr if opts.verbose else None
+    sup = Supervisor([opts.program, *opts.args], profile, opts.trap, log=log)
+    try:
+        sup.pressure, sup.cgroup_procs = choose_source(
+            opts.pressure, opts.memory_limit, sup, log or _quiet, log_to_stderr)
+    except (SetupProblem, OSError) as exc:
+        print(f"vrange-run: {exc}", file=sys.stderr)
+        return EXIT_SETUP
+    if opts.verbose:
+        log_to_stderr(f"pressure: {sup.pressure.name if sup.pressure else 'none (SIGUSR1 only)'}")
     try:
         stop = sup.run()
     except SetupError as exc:
@@ -97,6 +134,10 @@ def main(argv=None):
     if stop is None:
         return EXIT_SETUP
     return stop.value if stop.kind == "exited" else 128 + stop.value
+
+
+def _quiet(msg):
+    pass
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from ._native import ffi, lib
 from .linux import ptrace
 
 FAIL_STAGES = {1: "prctl(PR_SET_NO_NEW_PRIVS)", 2: "seccomp()", 3: "passing the listener fd",
-               4: "exec"}
+               4: "exec", 5: "joining the memory cgroup"}
 
 
 class SetupError(Exception):
@@ -27,15 +27,16 @@ class Started(NamedTuple):
     trap: str       # "notify" or "ptrace" (after any fallback)
 
 
-def start(argv, nr, trap, log):
-    """Fork, filter syscall `nr`, seize, exec `argv`; falls back to ptrace
-    trapping if this kernel has no seccomp user notification.  Raises
-    SetupError with the exit status vrange-run should use."""
-    res = _spawn_once(argv, nr, trap)
+def start(argv, nr, trap, log, cgroup_procs=None):
+    """Fork, join the cgroup whose cgroup.procs file is given (if any),
+    filter syscall `nr`, seize, exec `argv`; falls back to ptrace trapping
+    if this kernel has no seccomp user notification.  Raises SetupError
+    with the exit status vrange-run should use."""
+    res = _spawn_once(argv, nr, trap, cgroup_procs)
     if res.fail_stage == 2 and trap == "notify" and res.fail_errno == errno.EINVAL:
         log("seccomp user notification unavailable: trapping with ptrace")
         trap = "ptrace"
-        res = _spawn_once(argv, nr, trap)
+        res = _spawn_once(argv, nr, trap, cgroup_procs)
     _check(res, argv, trap)
     if res.listener >= 0:
         log(f"trap: seccomp user notification{' with sync wake-up' if res.sync_wakeup else ''}, "
@@ -45,13 +46,14 @@ def start(argv, nr, trap, log):
     return Started(res.pid, res.listener, trap)
 
 
-def _spawn_once(argv, nr, trap):
+def _spawn_once(argv, nr, trap, cgroup_procs):
     res = ffi.new("struct vr_spawn_result *")
     keep = [ffi.new("char[]", os.fsencode(a)) for a in argv]
     c_argv = ffi.new("char *[]", keep + [ffi.NULL])
     action = lib.VR_TRAP_NOTIFY if trap == "notify" else lib.VR_TRAP_PTRACE
     options = ptrace.SEIZE_OPTIONS | (ptrace.O_TRACESECCOMP if trap == "ptrace" else 0)
-    rc = lib.vr_spawn(keep[0], c_argv, action, nr, options, res)
+    procs = ffi.new("char[]", os.fsencode(cgroup_procs)) if cgroup_procs else ffi.NULL
+    rc = lib.vr_spawn(keep[0], c_argv, action, nr, procs, options, res)
     if rc < 0:
         raise SetupError(f"cannot start {argv[0]}: fork: {os.strerror(-rc)}")
     if res.fail_stage or not res.seized:
@@ -73,6 +75,9 @@ def _check(res, argv, trap):
         if err in (errno.ENOENT, errno.ENOTDIR):
             raise SetupError(f"{prog}: command not found", 127)
         raise SetupError(f"{prog}: cannot execute: {os.strerror(err)}", 126)
+    if res.fail_stage == 5:
+        raise SetupError(f"cannot move the program into its memory cgroup: "
+                         f"{os.strerror(res.fail_errno)}")
     if res.fail_stage:
         what = FAIL_STAGES.get(res.fail_stage, "setup")
         raise SetupError(

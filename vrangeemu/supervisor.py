@@ -7,6 +7,7 @@ signals are forwarded or trigger a purge.  Tasks are created and freed only
 in the stop handlers.  Each handler says what it is called for.
 """
 import errno
+import itertools
 import os
 import select
 import signal
@@ -19,7 +20,8 @@ from ._native import ffi, lib
 from .linux import inject, procfs, ptrace
 from .linux.notify import Listener
 from .linux.procfs import ProcessMemory
-from .model.purge import purge_runs
+from .model.purge import choose_victims, purge_runs, still_discardable
+from .model.ranges import VolatileRanges
 from .model.space import AddressSpace
 from .spawn import SetupError
 
@@ -62,13 +64,17 @@ class Supervisor:
         self.main_pid = None
         self.main_status = None  # ptrace.Stop of the program's own exit
         self.listener = None
+        self.clock = itertools.count(1).__next__   # one LRU across all spaces
+        self.pressure = None     # a pressure source (see pressure.py), set before run()
+        self.cgroup_procs = None  # cgroup.procs the program joins before exec
+        self._pressure_due = 0.0
         # Test hook: simulate a supervisor bug at a purge (tests/e2e).
         self.fault = os.environ.get("VRANGEEMU_TEST_FAULT", "")
 
     # --- start ---------------------------------------------------------------
     def spawn(self):
         """Start the program seized and filtered (see spawn.py)."""
-        started = spawn.start(self.argv, self.profile.nr, self.trap, self.log)
+        started = spawn.start(self.argv, self.profile.nr, self.trap, self.log, self.cgroup_procs)
         self.trap = started.trap
         self.main_pid = started.pid
         self.tasks[started.pid] = Task(started.pid, None, starting=False)
@@ -102,6 +108,8 @@ class Supervisor:
             os.close(sigfd)
             for task in list(self.tasks.values()):
                 self._forget(task.tid)
+            if self.pressure:
+                self.pressure.close()
 
     def _loop(self, sigfd):
         """The one loop: signals (and ptrace stops) first, then one call."""
@@ -109,9 +117,15 @@ class Supervisor:
         poller.register(sigfd, select.POLLIN)
         if self.listener:
             poller.register(self.listener.fd, select.POLLIN)
+        events = self.pressure.fds if self.pressure else []
+        for fd in events:
+            poller.register(fd, select.POLLIN)
         self._drain_stops()
         while self.tasks:
-            ready = dict(poller.poll())
+            timeout = None
+            if self.pressure:
+                timeout = max(0, int((self._pressure_due - time.monotonic()) * 1000) + 1)
+            ready = dict(poller.poll(timeout))
             # Signals first: a purge asked for (SIGUSR1) before a call is
             # served before that call.
             if sigfd in ready:
@@ -122,6 +136,11 @@ class Supervisor:
                     self._on_call()
                 else:   # POLLHUP: no process holds the filter any more
                     poller.unregister(self.listener.fd)
+            fired = [fd for fd in events if fd in ready]
+            for fd in fired:
+                os.read(fd, 8)    # eventfd: clear it
+            if self.pressure and (fired or time.monotonic() >= self._pressure_due):
+                self._check_pressure()
         return self.main_status
 
     def _on_signals(self, sigfd):
@@ -274,7 +293,8 @@ class Supervisor:
         if task.space is not None:
             self._leave(task)
         name = procfs.comm_of(task.tid)
-        task.space = AddressSpace(task.tid, name, ProcessMemory(task.tid), tids={task.tid})
+        task.space = AddressSpace(task.tid, name, ProcessMemory(task.tid),
+                                  VolatileRanges(self.clock), tids={task.tid})
         self.log(f"exec: {task.tid} is now {name}")
 
     def _on_exit(self, stop):
@@ -290,6 +310,8 @@ class Supervisor:
             return
         self._vfork_done(task)
         if task.space is not None:
+            if task.purge_by:     # its purge will not run: let another be asked
+                task.space.pending_purge = None
             self._leave(task)
 
     def _vfork_done(self, child):
@@ -352,21 +374,49 @@ class Supervisor:
                 seen[id(task.space)] = task.space
         return list(seen.values())
 
+    def tgids(self):
+        return [space.tgid for space in self.spaces()]
+
+    def volatile_bytes(self):
+        return sum(space.ranges.volatile_bytes for space in self.spaces())
+
     def purge_all(self):
-        """Ask one thread of every space with volatile ranges to stop; the purge
-        runs in `_purge_in` when it does (see `_await_purges`)."""
+        """SIGUSR1: discard every volatile page of every space."""
         for space in self.spaces():
-            if not space.ranges or any(self.tasks[t].purge_by for t in space.tids):
-                continue
-            for tid in self._stoppable(space):
-                try:
-                    ptrace.interrupt(tid)
-                except ptrace.PtraceError as exc:
-                    if ptrace.gone(exc):
-                        continue
-                    raise
-                self.tasks[tid].purge_by = time.monotonic() + PURGE_WAIT
-                break
+            if space.ranges and space.pending_purge is None:
+                self._request_purge(space, "all")
+
+    def _check_pressure(self):
+        """Called when the pressure source is due or woke us: purge the
+        oldest volatile ranges across all spaces until enough is freed."""
+        need = self.pressure.need()
+        self._pressure_due = time.monotonic() + self.pressure.timeout()
+        if need <= 0:
+            return
+        idle = [sp for sp in self.spaces() if sp.pending_purge is None]
+        plan, freed = choose_victims(idle, need, lambda sp, lo, hi: sp.memory.discardable(lo, hi))
+        if not plan:
+            if len(idle) == len(self.spaces()):   # nothing in flight either
+                self.pressure.exhausted()
+            return
+        self.log(f"pressure ({self.pressure.name}): {need >> 10} KiB over the low mark, "
+                 f"purging {freed >> 10} KiB from {len(plan)} process(es)")
+        for space, runs in plan.items():
+            self._request_purge(space, runs)
+
+    def _request_purge(self, space, runs):
+        """Stop one thread of `space`; `_purge_in` discards `runs` ("all" or
+        [(start, end)]) when it stops (see `_await_purges`)."""
+        for tid in self._stoppable(space):
+            try:
+                ptrace.interrupt(tid)
+            except ptrace.PtraceError as exc:
+                if ptrace.gone(exc):
+                    continue
+                raise
+            space.pending_purge = runs
+            self.tasks[tid].purge_by = time.monotonic() + PURGE_WAIT
+            return
 
     def _stoppable(self, space):
         """Tasks of `space` best able to stop soon: running or sleeping
@@ -398,7 +448,11 @@ class Supervisor:
         if self.fault == "purge":
             raise RuntimeError("fault injected by VRANGEEMU_TEST_FAULT=purge")
         space = task.space
-        plan = purge_runs(space.ranges, space.memory.discardable)
+        wanted, space.pending_purge = space.pending_purge, None
+        if wanted == "all":
+            plan = purge_runs(space.ranges, space.memory.discardable)
+        else:   # planned earlier: only what is still volatile and resident
+            plan = still_discardable(space.ranges, wanted or [], space.memory.discardable)
         if not plan:
             return True
         insn = space.memory.syscall_insn(task.tid) or inject.syscall_insn_for(ptrace.getregs(task.tid))

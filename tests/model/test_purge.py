@@ -29,3 +29,58 @@ def test_shared_or_absent_pages_split_runs_and_are_never_planned():
 
 def test_no_ranges_no_plan():
     assert purge_runs(VolatileRanges(), pages(0, 1)) == []
+
+
+# --- choose_victims: one LRU across spaces --------------------------------------
+import itertools
+
+from vrangeemu.model.purge import choose_victims
+from vrangeemu.model.space import AddressSpace
+
+
+def spaces_with_shared_clock(n):
+    clock = itertools.count(1).__next__
+    return [AddressSpace(i, f"p{i}", None, VolatileRanges(clock)) for i in range(n)]
+
+
+def everything(space, start, end):
+    return [True] * ((end - start) // P)
+
+
+def test_victims_are_taken_oldest_first_across_spaces():
+    a, b = spaces_with_shared_clock(2)
+    a.ranges.mark(0, 4 * P)          # stamp 1 (oldest)
+    b.ranges.mark(0, 2 * P)          # stamp 2
+    a.ranges.mark(10 * P, 12 * P)    # stamp 3 (newest)
+    plan, freed = choose_victims([a, b], 5 * P, everything)
+    assert plan == {a: [(0, 4 * P)], b: [(0, 2 * P)]} and freed == 6 * P
+
+
+def test_full_ranges_go_whole_partial_ranges_lose_only_what_is_needed():
+    a, = spaces_with_shared_clock(1)
+    a.ranges.mark(0, 8 * P, partial=True)
+    plan, freed = choose_victims([a], 3 * P - 100, everything)
+    assert plan == {a: [(0, 3 * P)]} and freed == 3 * P
+    a.ranges.unmark(0, 8 * P)
+    a.ranges.mark(0, 8 * P, partial=False)
+    plan, freed = choose_victims([a], P, everything)
+    assert plan == {a: [(0, 8 * P)]} and freed == 8 * P
+
+
+def test_only_discardable_pages_count_and_purged_ones_are_skipped():
+    a, b = spaces_with_shared_clock(2)
+    a.ranges.mark(0, 4 * P)
+    a.ranges.set_purged(0, 2 * P)
+    b.ranges.mark(0, 4 * P)
+    shared_in_b = lambda sp, lo, hi: [sp is a or (addr // P) % 2 == 0
+                                      for addr in range(lo, hi, P)]
+    plan, freed = choose_victims([a, b], 10 * P, shared_in_b)
+    assert plan == {a: [(2 * P, 4 * P)], b: [(0, P), (2 * P, 3 * P)]}
+    assert freed == 4 * P
+
+
+def test_nothing_needed_or_nothing_volatile_plans_nothing():
+    a, = spaces_with_shared_clock(1)
+    assert choose_victims([a], P, everything) == ({}, 0)
+    a.ranges.mark(0, P)
+    assert choose_victims([a], 0, everything) == ({}, 0)

@@ -5,12 +5,14 @@
 >>> purge_runs(r, lambda s, e: [True, False, True, True])
 [(0, 4096), (8192, 16384)]
 """
+import heapq
 
 PAGE = 4096
 
 
-def purge_runs(ranges, discardable):
-    """[(start, end)] to madvise(MADV_DONTNEED), in address order.
+def range_runs(ranges, rng, discardable, within=(0, 1 << 64)):
+    """[(start, end)] of range `rng` (clipped to `within`) that a purge may
+    discard, address order.
 
     `discardable(start, end)` gives one bool per page (resident and mapped
     by this process alone).  Pages already purged are skipped; a page that
@@ -18,16 +20,76 @@ def purge_runs(ranges, discardable):
     (copy-on-write) and nothing never touched is ever counted as purged.
     """
     runs = []
-    for rng in ranges:
-        for start, end in ranges.unpurged_intervals(rng):
-            run_start = None
-            for i, ok in enumerate(discardable(start, end)):
-                addr = start + i * PAGE
-                if ok and run_start is None:
-                    run_start = addr
-                elif not ok and run_start is not None:
-                    runs.append((run_start, addr))
-                    run_start = None
-            if run_start is not None:
-                runs.append((run_start, end))
+    for start, end in ranges.unpurged_intervals(rng):
+        start, end = max(start, within[0]), min(end, within[1])
+        if start >= end:
+            continue
+        run_start = None
+        for i, ok in enumerate(discardable(start, end)):
+            addr = start + i * PAGE
+            if ok and run_start is None:
+                run_start = addr
+            elif not ok and run_start is not None:
+                runs.append((run_start, addr))
+                run_start = None
+        if run_start is not None:
+            runs.append((run_start, end))
     return runs
+
+
+def still_discardable(ranges, runs, discardable):
+    """The parts of planned `runs` that may still be discarded now.
+
+    A plan is made when pressure is seen and carried out when a thread
+    stops; meanwhile the program may have re-pinned some of it."""
+    return [run for start, end in runs for rng in ranges.overlapping(start, end)
+            for run in range_runs(ranges, rng, discardable, (start, end))]
+
+
+def purge_runs(ranges, discardable):
+    """Every run of every range of one space (the SIGUSR1 purge)."""
+    return [run for rng in ranges for run in range_runs(ranges, rng, discardable)]
+
+
+def choose_victims(spaces, need, discardable):
+    """Runs to discard to free at least `need` bytes, oldest range first.
+
+    One LRU across all `spaces` (their ranges share one clock), as the
+    kernel patches kept one LRU of volatile ranges.  A FULL range is
+    discarded whole; a PARTIAL one loses only the pages still needed,
+    lowest addresses first.  Only discardable pages count as freed.
+    `discardable(space, start, end)` -> one bool per page.
+    Returns ({space: [(start, end), ...]}, bytes freed).
+
+    >>> from vrangeemu.model.ranges import VolatileRanges
+    >>> from vrangeemu.model.space import AddressSpace
+    >>> a = AddressSpace(1, "a", None); a.ranges.mark(0, 2 * PAGE)
+    >>> choose_victims([a], PAGE, lambda s, lo, hi: [True] * ((hi - lo) // PAGE))[1]
+    8192
+    """
+    per_space = [[((r.stamp, r.start, i), sp, r) for r in sp.ranges.lru()]
+                 for i, sp in enumerate(spaces)]
+    oldest_first = heapq.merge(*per_space, key=lambda item: item[0])
+    plan, freed = {}, 0
+    for _, space, rng in oldest_first:
+        if freed >= need:
+            break
+        runs = range_runs(space.ranges, rng, lambda lo, hi: discardable(space, lo, hi))
+        if rng.partial:
+            runs = _first_bytes(runs, need - freed)
+        if runs:
+            plan.setdefault(space, []).extend(runs)
+            freed += sum(end - start for start, end in runs)
+    return plan, freed
+
+
+def _first_bytes(runs, nbytes):
+    """The leading runs covering `nbytes` (rounded up to pages)."""
+    out = []
+    for start, end in runs:
+        if nbytes <= 0:
+            break
+        end = min(end, start + -(-nbytes // PAGE) * PAGE)
+        out.append((start, end))
+        nbytes -= end - start
+    return out

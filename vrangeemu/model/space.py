@@ -32,6 +32,8 @@ class AddressSpace:
     ranges: VolatileRanges = field(default_factory=VolatileRanges)
     tids: set = field(default_factory=set)
     stats: Stats = field(default_factory=Stats)
+    # A requested purge not yet carried out: None, "all", or [(start, end)].
+    pending_purge: object = None
 
     def fork(self, tgid, memory):
         """The child's space after fork: volatility is inherited (v10)."""

@@ -1,0 +1,90 @@
+"""Purging under real memory pressure: cgroup limits (v1 here), RSS budget."""
+import os
+import re
+import subprocess
+
+import pytest
+
+from conftest import vrange_run
+from vrangeemu.linux import cgroup as cg
+
+MiB = 1 << 20
+CAN_CREATE = cg.v2_root() or cg.v1_root()
+needs_memcg = pytest.mark.skipif(not CAN_CREATE, reason="no memory cgroup controller mounted")
+
+
+def stats_row(stderr, program):
+    m = re.search(rf"^\s+\d+ {program}\S*\s+(\d+)\s+(\d+)\s+(\S+ \S+)\s+(\S+ \S+)\s+(\d+)\s+(\d+)",
+                  stderr, re.M)
+    assert m, stderr
+    return m.groups()
+
+
+def leftover_cgroups():
+    found = []
+    for version, root in ((2, cg.v2_root()), (1, cg.v1_root())):
+        if root:
+            parent = os.path.join(root, cg.own_path(version).lstrip("/"))
+            found += [d for d in os.listdir(parent) if d.startswith("vrange-run-")]
+    return found
+
+
+@needs_memcg
+def test_cache_four_times_the_limit_survives_under_vrange_run(build):
+    proc = vrange_run("--stats", "--memory-limit", "64M", build("cache_under_limit"), 64, 400, 8)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    m = re.search(r"steps=400 rebuilt=(\d+) verified=(\d+) bad=0 hot_bad=0 enosys=0", proc.stdout)
+    assert m, proc.stdout
+    assert int(m.group(1)) > 64     # chunks came back purged and were rebuilt
+    calls, errors, marked, purged, purges, answered = stats_row(proc.stderr, "cache_under_lim")
+    assert int(purges) > 0 and int(answered) > 0
+    assert not leftover_cgroups()
+
+
+@needs_memcg
+def test_same_cache_without_vrange_run_is_oom_killed(build, tmp_path):
+    group = cg.Cgroup.create(f"vrange-test-{os.getpid()}")
+    assert group is not None
+    try:
+        group.enforce(64 * MiB)
+        procs = group.file("cgroup.procs")
+
+        def join():
+            with open(procs, "w") as f:
+                f.write("0")
+        proc = subprocess.run([build("cache_under_limit"), "64", "400", "8"], preexec_fn=join,
+                              capture_output=True, text=True, timeout=120)
+    finally:
+        group.remove()
+    assert proc.returncode == -9, (proc.returncode, proc.stdout)   # SIGKILL: the OOM killer
+
+
+@needs_memcg
+def test_limit_is_enforced_once_nothing_volatile_is_left(build):
+    # 96 MiB of pinned data cannot fit in 64 MiB: after purging what it could
+    # (nothing), vrange-run lets the kernel enforce the limit.
+    proc = vrange_run("--memory-limit", "64M", build("vrange_script"),
+                      input="map A 24576 anon\nfill A 1\nrss\n", timeout=60)
+    assert proc.returncode == 128 + 9
+    assert "nothing volatile left to purge" in proc.stderr
+    assert not leftover_cgroups()
+
+
+def test_budget_source_keeps_summed_rss_under_the_limit(build):
+    proc = vrange_run("--stats", "--pressure", "budget", "--memory-limit", "64M",
+                      build("cache_under_limit"), 64, 300, 8)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert re.search(r"steps=300 rebuilt=\d+ verified=\d+ bad=0 hot_bad=0", proc.stdout)
+    _, _, _, purged, purges, _ = stats_row(proc.stderr, "cache_under_lim")
+    assert int(purges) > 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--pressure", "budget"], "--pressure budget needs --memory-limit SIZE"),
+    (["--memory-limit", "64M", "--pressure", "psi"], "--memory-limit needs --pressure cgroup"),
+    (["--memory-limit", "1M"], "too small"),
+    (["--memory-limit", "lots"], "not a size"),
+])
+def test_bad_pressure_options_are_clear_125(args, message):
+    proc = vrange_run(*args, "true")
+    assert proc.returncode == 125 and message in proc.stderr and "Traceback" not in proc.stderr

@@ -1,0 +1,116 @@
+"""Pressure sources against the files they read and write.
+
+cgroup v2 has no memory controller on our machines, so the v2 path is tested
+here against a directory of the files it uses (memory.current, memory.high,
+memory.max); v1 runs for real in tests/e2e/test_pressure.py and is also
+checked here for the paused-at-the-limit relief, which is hard to reach on
+purpose in a real run."""
+import pytest
+
+from vrangeemu.linux.cgroup import UNLIMITED, Cgroup
+from vrangeemu.pressure import CgroupSource, PsiSource, watermarks
+
+MiB = 1 << 20
+LIMIT = 64 * MiB
+HIGH, LOW = watermarks(LIMIT)
+
+
+def fake_cgroup(tmp_path, version, **files):
+    defaults = ({"memory.current": "0", "memory.high": "max", "memory.max": "max"}
+                if version == 2 else
+                {"memory.usage_in_bytes": "0", "memory.limit_in_bytes": str(UNLIMITED),
+                 "memory.soft_limit_in_bytes": str(UNLIMITED), "cgroup.event_control": "",
+                 "memory.oom_control": "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n"})
+    for name, text in {**defaults, **files}.items():
+        (tmp_path / name).write_text(text)
+    return Cgroup(str(tmp_path), version)
+
+
+def usage_file(version):
+    return "memory.current" if version == 2 else "memory.usage_in_bytes"
+
+
+def read(tmp_path, name):
+    return (tmp_path / name).read_text()
+
+
+def set_usage(tmp_path, version, value, source):
+    (tmp_path / usage_file(version)).write_text(str(value))
+    source.cgroup.close()      # the usage fd is kept open: reopen for the new file
+
+
+def test_v2_owned_cgroup_is_held_with_a_margin_then_enforced(tmp_path):
+    src = CgroupSource(fake_cgroup(tmp_path, 2), LIMIT, owned=True, log=lambda m: None,
+                       warn=lambda m: None)
+    assert read(tmp_path, "memory.high") == str(HIGH)     # throttle at the high mark
+    assert int(read(tmp_path, "memory.max")) > LIMIT      # backstop above the limit
+    assert src.fds == []                                  # v2 is polled
+    set_usage(tmp_path, 2, HIGH - 1, src)
+    assert src.need() == 0
+    set_usage(tmp_path, 2, HIGH + MiB, src)
+    assert src.need() == HIGH + MiB - LOW
+    src.exhausted()
+    assert read(tmp_path, "memory.high") == "max" and read(tmp_path, "memory.max") == str(LIMIT)
+    set_usage(tmp_path, 2, LOW, src)                      # room again: back to purging
+    assert src.need() == 0 and read(tmp_path, "memory.high") == str(HIGH)
+
+
+def test_v2_limits_read_max_as_unlimited(tmp_path):
+    group = fake_cgroup(tmp_path, 2, **{"memory.high": "max", "memory.max": "1073741824"})
+    assert group.limits() == (UNLIMITED, 1 << 30)
+
+
+def test_v1_owned_cgroup_turns_the_oom_killer_off_and_relieves_paused_tasks(tmp_path,
+                                                                          monkeypatch):
+    writes = []
+    real_write = Cgroup.write
+
+    def logged(self, name, value):
+        writes.append((name, str(value)))
+        real_write(self, name, value)
+    monkeypatch.setattr(Cgroup, "write", logged)
+    src = CgroupSource(fake_cgroup(tmp_path, 1), LIMIT, owned=True, log=lambda m: None,
+                       warn=lambda m: None)
+    hard = int(read(tmp_path, "memory.limit_in_bytes"))
+    assert hard > LIMIT and read(tmp_path, "memory.oom_control") == "1"
+    usage_event, oom_event = [v.split() for n, v in writes if n == "cgroup.event_control"]
+    assert len(usage_event) == 3 and usage_event[2] == str(HIGH)   # "<efd> <usage fd> <high>"
+    assert len(oom_event) == 2                                      # "<efd> <oom_control fd>"
+    assert len(src.fds) == 2
+    (tmp_path / "memory.oom_control").write_text("oom_kill_disable 1\nunder_oom 1\n")
+    set_usage(tmp_path, 1, hard, src)
+    assert src.need() == hard - LOW
+    assert int(read(tmp_path, "memory.limit_in_bytes")) > hard     # raised: tasks can stop
+    set_usage(tmp_path, 1, LOW, src)
+    assert src.need() == 0 and int(read(tmp_path, "memory.limit_in_bytes")) == hard
+    src.close()
+
+
+def test_foreign_cgroup_is_only_read(tmp_path):
+    src = CgroupSource(fake_cgroup(tmp_path, 2, **{"memory.max": str(LIMIT)}), LIMIT,
+                       owned=False, log=lambda m: None, warn=lambda m: None)
+    set_usage(tmp_path, 2, HIGH + MiB, src)
+    assert src.need() > 0
+    src.exhausted()
+    assert read(tmp_path, "memory.high") == "max" and read(tmp_path, "memory.max") == str(LIMIT)
+
+
+def test_psi_source_purges_a_slice_when_stalls_grow(tmp_path):
+    psi = tmp_path / "memory"
+    line = "some avg10=0.00 avg60=0.00 avg300=0.00 total={}\nfull avg10=0.00 total=0\n"
+    psi.write_text(line.format(1000))
+    src = PsiSource(str(psi), volatile_bytes=lambda: 400 * MiB)
+    psi.write_text(line.format(1500))
+    assert src.need() == 0                      # 0.5 ms more stall: fine
+    psi.write_text(line.format(60000))
+    assert src.need() == 100 * MiB              # a quarter of the volatile memory
+    psi.write_text(line.format(70000))
+    src.volatile_bytes = lambda: 8 * MiB
+    assert src.need() == 16 * MiB               # at least 16 MiB
+    src.close()
+
+
+@pytest.mark.parametrize("limit", [16 * MiB, 64 * MiB, 8 << 30])
+def test_watermarks_leave_room_below_the_limit(limit):
+    high, low = watermarks(limit)
+    assert 0 < low < high < limit and limit - high >= 2 * MiB

@@ -1,0 +1,243 @@
+"""Pressure sources: when to purge, and how many bytes.
+
+Each source answers `need()`: bytes to free now (0 when all is well), and
+`timeout()`: seconds until it wants to be asked again; `fds` are eventfds
+(or PSI trigger fds) that wake the loop at once.  The supervisor turns a need
+into victims (model.purge.choose_victims) and purges them.
+"""
+import os
+import re
+
+import psutil
+
+from .linux.cgroup import UNLIMITED, Cgroup
+
+MiB = 1 << 20
+IDLE_POLL = 0.1     # far from the watermark: cheap
+BUSY_POLL = 0.01    # within reach of it: react within ~10 ms
+
+
+def watermarks(limit):
+    """(high, low) for a byte limit: purge from high down to low.
+
+    >>> [round(v / 2**20, 1) for v in watermarks(64 << 20)]
+    [57.6, 49.6]
+    """
+    high = limit - max(limit // 10, 2 * MiB)
+    return high, max(high - max(limit // 8, 2 * MiB), 0)
+
+
+def parse_size(text):
+    """'64M', '1g', '4096' -> bytes.
+
+    >>> parse_size("64M"), parse_size("1g"), parse_size("512k"), parse_size("4096")
+    (67108864, 1073741824, 524288, 4096)
+    """
+    m = re.fullmatch(r"\s*(\d+)\s*([kKmMgGtT]?)(i?[bB])?\s*", text)
+    if not m:
+        raise ValueError(f"not a size: {text!r} (use e.g. 64M, 1G)")
+    return int(m.group(1)) << (10 * " kmgt".index(m.group(2).lower() or " "))
+
+
+class CgroupSource:
+    """A memory cgroup's usage against watermarks (v2 or v1).
+
+    If `limit` is ours to enforce (--memory-limit), the cgroup is held with
+    a margin above it (v2 memory.high/max, v1 limit + OOM killer off) while
+    volatile memory remains, and the real limit is enforced once nothing is
+    left to purge (`exhausted`)."""
+
+    def __init__(self, cgroup, limit, owned=False, log=print, warn=print):
+        self.cgroup = cgroup
+        self.warn = warn
+        self.limit = limit
+        self.high, self.low = watermarks(limit)
+        self.hard = limit + max(limit // 4, 16 * MiB)   # kernel backstop while purging
+        self.owned = owned
+        self.log = log
+        self.relieved = False   # v1: hard limit raised to let paused tasks go
+        self.enforced = False
+        self.name = f"cgroup v{cgroup.version} {cgroup.path}"
+        if owned:
+            cgroup.hold_at(self.high, self.hard)
+        self.fds = cgroup.event_fds(self.high) if owned else []
+        self._usage = 0
+
+    def need(self):
+        usage = self._usage = self.cgroup.usage()
+        if usage < self.high:
+            if self.relieved:
+                self.cgroup.raise_hard(self.hard)
+                self.relieved = False
+            if self.enforced:   # room again: purging, not killing, comes first
+                self.cgroup.hold_at(self.high, self.hard)
+                self.enforced = False
+            return 0
+        if self.owned and not self.relieved and self.cgroup.under_oom():
+            # A task paused at the limit sleeps killable and cannot be
+            # stopped for the purge: give it room, take it back after.
+            self.cgroup.raise_hard(self.hard + self.hard // 2)
+            self.relieved = True
+            self.log("tasks paused at the limit: hard limit raised to purge")
+        return usage - self.low
+
+    def timeout(self):
+        return BUSY_POLL if self._usage >= self.high // 2 else IDLE_POLL
+
+    def exhausted(self):
+        """Nothing volatile is left to free: let the kernel enforce the limit."""
+        if self.owned and not self.enforced:
+            self.enforced = True
+            self.warn(f"nothing volatile left to purge: the {self.limit >> 20} MiB limit is "
+                      "now enforced by the kernel")
+            self.cgroup.enforce(self.limit)
+
+    def close(self):
+        for fd in self.fds:
+            os.close(fd)
+        self.fds = []
+        self.cgroup.close()
+        if self.owned and not self.cgroup.remove():
+            self.warn(f"could not remove {self.cgroup.path}")
+
+
+class BudgetSource:
+    """Summed RSS of the traced processes against a budget (no cgroup).
+
+    COW-shared pages count once per process, as RSS does."""
+
+    def __init__(self, limit, tgids, log=print):
+        self.limit = limit
+        self.high, self.low = watermarks(limit)
+        self.tgids = tgids   # callable: the traced processes now
+        self.fds = []
+        self.name = f"RSS budget {limit >> 20} MiB"
+        self._usage = 0
+
+    def usage(self):
+        total = 0
+        for tgid in self.tgids():
+            try:
+                total += psutil.Process(tgid).memory_info().rss
+            except psutil.Error:
+                pass
+        return total
+
+    def need(self):
+        usage = self._usage = self.usage()
+        return usage - self.low if usage >= self.high else 0
+
+    def timeout(self):
+        return BUSY_POLL if self._usage >= self.high // 2 else IDLE_POLL
+
+    def exhausted(self):
+        pass
+
+    def close(self):
+        pass
+
+
+class PsiSource:
+    """Memory stall time (PSI `some` total) growing fast: purge a slice.
+
+    PSI says that tasks wait for memory, not how much memory: each time the
+    stall grows by more than `threshold_us` between two polls (50 ms), a
+    slice of the volatile memory (a quarter, at least 16 MiB) goes.  The
+    total is polled rather than armed as a PSI trigger: without
+    CAP_SYS_RESOURCE a trigger's window must be a multiple of 2 s, far
+    slower than the ~100 ms this engine aims for."""
+
+    def __init__(self, path, volatile_bytes, threshold_us=10_000, log=print):
+        self.path = path
+        self.volatile_bytes = volatile_bytes
+        self.threshold_us = threshold_us
+        self.name = f"PSI {path}"
+        self.fds = []
+        self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        self._last = self._total()
+
+    def _total(self):
+        text = os.pread(self._fd, 4096, 0).decode()
+        return int(re.search(r"^some .*total=(\d+)", text, re.M).group(1))
+
+    def need(self):
+        total = self._total()
+        grown, self._last = total - self._last, total
+        if grown < self.threshold_us:
+            return 0
+        return max(self.volatile_bytes() // 4, 16 * MiB)
+
+    def timeout(self):
+        return BUSY_POLL * 5
+
+    def exhausted(self):
+        pass
+
+    def close(self):
+        os.close(self._fd)
+
+
+def own_cgroup_source(log):
+    """The cgroup we run in, if it has a memory limit (v2 first), else None."""
+    from .linux import cgroup as cg
+    for version, root in ((2, cg.v2_root()), (1, cg.v1_root())):
+        if not root:
+            continue
+        group = Cgroup(os.path.join(root, cg.own_path(version).lstrip("/")), version)
+        try:
+            soft, hard = group.limits()
+        except OSError:
+            continue
+        limit = min(soft, hard)
+        if limit < UNLIMITED:
+            return CgroupSource(group, limit, owned=False, log=log)
+    return None
+
+
+def psi_path():
+    return "/proc/pressure/memory" if os.path.exists("/proc/pressure/memory") else None
+
+
+
+class SetupProblem(Exception):
+    """The pressure options cannot work here (message says why and what to do)."""
+
+
+def choose_source(kind, limit, sup, log, warn):
+    """The pressure source for `--pressure KIND [--memory-limit LIMIT]`.
+
+    Returns (source or None, cgroup.procs path for the program or None).
+    `sup` gives the traced processes (tgids()) and volatile_bytes(); `log`
+    takes details (-v), `warn` what the user must always hear."""
+    if limit is not None:
+        if kind in ("auto", "cgroup"):
+            group = Cgroup.create(f"vrange-run-{os.getpid()}")
+            if group:
+                return (CgroupSource(group, limit, owned=True, log=log, warn=warn),
+                        group.file("cgroup.procs"))
+            if kind == "cgroup":
+                raise SetupProblem("cannot create a memory cgroup here (no memory controller, "
+                                   "or no permission): use --pressure budget")
+            warn("cannot create a memory cgroup here: enforcing --memory-limit against the "
+                 "summed RSS of the traced processes instead")
+            kind = "budget"
+        if kind == "budget":
+            return BudgetSource(limit, sup.tgids, log=log), None
+        raise SetupProblem(f"--memory-limit needs --pressure cgroup or budget, not {kind}")
+    if kind == "budget":
+        raise SetupProblem("--pressure budget needs --memory-limit SIZE")
+    if kind in ("auto", "cgroup"):
+        source = own_cgroup_source(log)
+        if source or kind == "cgroup":
+            if not source:
+                raise SetupProblem("vrange-run's cgroup has no memory limit: give "
+                                   "--memory-limit SIZE, or --pressure psi")
+            return source, None
+    if kind in ("auto", "psi"):
+        path = psi_path()
+        if path:
+            return PsiSource(path, sup.volatile_bytes, log=log), None
+        if kind == "psi":
+            raise SetupProblem("no /proc/pressure/memory (kernel without CONFIG_PSI, or "
+                               "psi=0 on its command line)")
+    return None, None
