@@ -17,6 +17,7 @@
 #include <linux/audit.h>
 #include <linux/filter.h>
 #include <linux/kcmp.h>
+#include <linux/userfaultfd.h>
 #include <linux/seccomp.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
@@ -289,4 +290,37 @@ int vr_kcmp_vm(int pid1, int pid2)
 int vr_tgkill(int tgid, int tid, int sig)
 {
     return syscall(SYS_tgkill, tgid, tid, sig) ? -errno : 0;
+}
+
+/* A copy of fd `fd` of process `pid` (pidfd_getfd, Linux 5.6+). */
+int vr_pidfd_getfd(int pid, int fd)
+{
+    int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (pidfd < 0)
+        return -errno;
+    int copy = (int)syscall(SYS_pidfd_getfd, pidfd, fd, 0);
+    int err = errno;
+    close(pidfd);
+    return copy < 0 ? -err : copy;
+}
+
+/* userfaultfd set up so that a fault on a registered missing page raises
+ * SIGBUS in the faulting task (and EFAULT in a syscall) instead of waiting
+ * for a handler: the vrange patches' purged-page semantics. */
+int vr_uffd_enable_sigbus(int ufd)
+{
+    struct uffdio_api api = { .api = UFFD_API, .features = UFFD_FEATURE_SIGBUS };
+    return ioctl(ufd, UFFDIO_API, &api) ? -errno : 0;
+}
+
+int vr_uffd_register(int ufd, uint64_t start, uint64_t len)
+{
+    struct uffdio_register reg = { .range = { start, len }, .mode = UFFDIO_REGISTER_MODE_MISSING };
+    return ioctl(ufd, UFFDIO_REGISTER, &reg) ? -errno : 0;
+}
+
+int vr_uffd_unregister(int ufd, uint64_t start, uint64_t len)
+{
+    struct uffdio_range range = { start, len };
+    return ioctl(ufd, UFFDIO_UNREGISTER, &range) ? -errno : 0;
 }

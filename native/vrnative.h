@@ -52,3 +52,7 @@ int vr_signalfd(const int *signals, int count);
 int vr_signalfd_read(int fd, struct vr_siginfo *out);
 int vr_kcmp_vm(int pid1, int pid2);
 int vr_tgkill(int tgid, int tid, int sig);
+int vr_pidfd_getfd(int pid, int fd);
+int vr_uffd_enable_sigbus(int ufd);
+int vr_uffd_register(int ufd, uint64_t start, uint64_t len);
+int vr_uffd_unregister(int ufd, uint64_t start, uint64_t len);

@@ -16,6 +16,9 @@ class Answer(NamedTuple):
     value: int                            # the syscall's return value when error == 0
     error: int                            # positive errno, or 0
     commit: Optional[Callable[[], None]]  # applies the change; None when nothing changes
+    # NONVOLATILE over purged pages: (start, end) whose purged pages must
+    # read as zeros, not raise SIGBUS, once the answer arrives.
+    repinned_purged: Optional[tuple] = None
 
 
 def serve(space, profile, args, write_purged):
@@ -53,7 +56,8 @@ def serve(space, profile, args, write_purged):
         else:
             space.ranges.unmark(call.start, stop)
             stats.purged_answers += purged
-    return Answer(profile.encode(call, Reply(processed, purged)), 0, commit)
+    return Answer(profile.encode(call, Reply(processed, purged)), 0, commit,
+                  (call.start, stop) if purged else None)
 
 
 def _refuse(space, err):

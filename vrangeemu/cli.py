@@ -80,6 +80,10 @@ def parse_args(argv):
     parser.add_argument("--pressure", choices=("auto", "cgroup", "psi", "budget", "none"),
                         default="auto",
                         help="where memory pressure is read from (default: auto; see below)")
+    parser.add_argument("--purged-access", choices=("sigbus", "zero"), default="sigbus",
+                        help="touching a purged page while its range is still volatile: "
+                             "SIGBUS, as the kernel patches did (default; a syscall gets "
+                             "EFAULT), or read zeros like MADV_DONTNEED")
     parser.add_argument("--stats", action="store_true",
                         help="print per-process counts (calls, bytes made volatile, bytes "
                              "purged) on stderr at exit")
@@ -114,7 +118,8 @@ def main(argv=None):
     os.environ["VRANGE_ABI"] = profile.name
     os.environ["VRANGE_SUPERVISOR_PID"] = str(os.getpid())   # for `kill -USR1`
     log = log_to_stderr if opts.verbose else None
-    sup = Supervisor([opts.program, *opts.args], profile, opts.trap, log=log)
+    sup = Supervisor([opts.program, *opts.args], profile, opts.trap, log=log,
+                     purged_access=opts.purged_access)
     try:
         sup.pressure, sup.cgroup_procs = choose_source(
             opts.pressure, opts.memory_limit, sup, log or _quiet, log_to_stderr)

@@ -53,8 +53,9 @@ class Task:
 
 
 class Supervisor:
-    def __init__(self, argv, profile, trap="notify", log=None):
+    def __init__(self, argv, profile, trap="notify", log=None, purged_access="sigbus"):
         self.argv = argv
+        self.purged_access = purged_access   # "sigbus" (as the patches) or "zero"
         self.profile = profile
         self.trap = trap
         self.log = log or (lambda msg: None)
@@ -188,8 +189,16 @@ class Supervisor:
                 return errno.ESRCH
             return -lib.vr_write_i32(tid, addr, value)
         answer = self._serve(space, tid, args, write_purged)
+        self._unpin_purged(space, answer)
         if self.listener.send(notif_id, answer.value, answer.error) and answer.commit:
             answer.commit()
+
+    def _unpin_purged(self, space, answer):
+        """Re-pinned purged pages read as zeros from the moment the answer
+        arrives: end their SIGBUS trap first."""
+        if answer.repinned_purged and space.trap_fd >= 0:
+            start, end = answer.repinned_purged
+            lib.vr_uffd_unregister(space.trap_fd, start, end - start)
 
     def _serve(self, space, tid, args, write_purged):
         try:
@@ -209,6 +218,7 @@ class Supervisor:
         else:
             answer = self._serve(task.space, task.tid, args,
                                  lambda addr, value: -lib.vr_write_i32(task.tid, addr, value))
+            self._unpin_purged(task.space, answer)
         regs.orig_rax = (1 << 64) - 1   # skip the real syscall; rax is the result
         regs.rax = (answer.value if not answer.error else -answer.error) & ((1 << 64) - 1)
         ptrace.setregs(task.tid, regs)
@@ -326,6 +336,8 @@ class Supervisor:
         task.space = None
         if not space.tids:
             space.memory.close()
+            if space.trap_fd >= 0:
+                os.close(space.trap_fd)
             self.finished.append((space.tgid, space.name, space.stats))
 
     def abandon(self):
@@ -459,15 +471,30 @@ class Supervisor:
         if insn is None:
             self.log(f"purge of {space.tgid} skipped: no syscall instruction found")
             return True
+        held = []
+        first = []   # syscalls to run before the madvises (closing the uffd's tracee copy)
+        if self.purged_access == "sigbus" and space.trap_fd == -1:
+            made = self._make_trap(task, space, insn)
+            if made.death is not None:
+                self._on_exit(made.death)
+                return False
+            held += made.signals
+            first = made.results
+        trapped = space.trap_fd >= 0
+        if trapped:   # before the discard: no access may slip in between
+            for start, end in plan:
+                lib.vr_uffd_register(space.trap_fd, start, end - start)
         madvise = [(inject.SYS_MADVISE, (start, end - start, inject.MADV_DONTNEED))
                    for start, end in plan]
-        done = inject.run(task.tid, insn, madvise)
+        done = inject.run(task.tid, insn, first + madvise)
         freed = 0
-        for (start, end), result in zip(plan, done.results):
+        for (start, end), result in zip(plan, done.results[len(first):]):
             if result == 0:
                 freed += space.ranges.set_purged(start, end)
                 space.stats.purges += 1
             else:   # e.g. EINVAL: the program mlocked it since
+                if trapped:
+                    lib.vr_uffd_unregister(space.trap_fd, start, end - start)
                 self.log(f"madvise({start:#x}, {end - start}) in {task.tid}: "
                          f"{os.strerror(-result)}")
         space.stats.purged_bytes += freed
@@ -475,9 +502,31 @@ class Supervisor:
         if done.death is not None:
             self._on_exit(done.death)
             return False
-        for sig in done.signals:
+        for sig in held + done.signals:
             lib.vr_tgkill(space.tgid, task.tid, sig)
         return True
+
+    def _make_trap(self, task, space, insn):
+        """Create the userfaultfd that makes purged pages raise SIGBUS: made in
+        the program (it binds to its mm), copied out with pidfd_getfd.
+        Returns the Injection; its `results` become the calls that close the
+        program's copy.  On failure the space falls back to zero-fill."""
+        made = inject.run(task.tid, insn, [(inject.SYS_USERFAULTFD,
+                                            (inject.O_CLOEXEC | inject.O_NONBLOCK,))])
+        if made.death is not None or not made.results:
+            return made
+        fd = made.results[0]
+        copy = lib.vr_pidfd_getfd(space.tgid, fd) if fd >= 0 else fd
+        if copy >= 0 and lib.vr_uffd_enable_sigbus(copy) == 0:
+            space.trap_fd = copy
+        else:
+            if copy >= 0:
+                os.close(copy)
+            space.trap_fd = -2
+            err = -copy if copy < 0 else errno.EINVAL
+            self.log(f"no SIGBUS for purged pages of {space.tgid} ({os.strerror(err)}): "
+                     f"they read as zeros")
+        return made._replace(results=[(inject.SYS_CLOSE, (fd,))] if fd >= 0 else [])
 
 
 def log_to_stderr(msg):

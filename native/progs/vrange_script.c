@@ -19,6 +19,8 @@
  *   purge                SIGUSR1 to vrange-run, then a barrier call
  *   int80 R OFF N        VOLATILE through the 32-bit entry (int $0x80): its arch
  *                        is i386, which the filter must not trap
+ *   touch R OFF          read one byte of page OFF: "touched R OFF value=V"
+ *   sysread R OFF        read(2) from /dev/zero into page OFF (a syscall touching it)
  *   rss                  print "rss KB"
  *
  * Each vrange call prints: "ret=R errno=E purged=P" (purged -1 if untouched).
@@ -29,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "vrange.h"
@@ -217,6 +220,14 @@ int main(void)
                 ret = -1;
             }
             report(ret, purged);
+        } else if (!strcmp(op, "touch") && scanf("%3s %zu", name, &off) == 2) {
+            volatile char *p = region[name[0] - 'A'] + off * PAGE;
+            printf("touched %c %zu value=%d\n", name[0], off, *p);
+        } else if (!strcmp(op, "sysread") && scanf("%3s %zu", name, &off) == 2) {
+            static int zero = -1;
+            if (zero < 0)
+                zero = open("/dev/zero", O_RDONLY);
+            report(read(zero, region[name[0] - 'A'] + off * PAGE, 64), purged);
         } else if (!strcmp(op, "rss")) {
             printf("rss %ld\n", rss_kb());
         } else {

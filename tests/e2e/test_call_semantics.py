@@ -72,7 +72,7 @@ def test_file_shared_and_locked_mappings_are_einval(script, abi, kind):
 @pytest.mark.parametrize("abi", ABIS)
 def test_locked_mapping_stops_the_walk_with_a_short_count(script, abi):
     out = script(abi).run("map A 8 anon\nfill A 1\nmlock A 4 4\nvol A 0 8\npurge\n"
-                          "check A 1 0 4\ncheck A 1 4 4\n")
+                          "nonvol A 0 4\ncheck A 1 0 4\ncheck A 1 4 4\n")
     call = out.calls[0]
     assert call["errno"] == 0
     assert call["ret"] == (0 if abi == "v7" else 4 * PAGE)
@@ -117,7 +117,7 @@ def test_syscall_nr_override_reaches_the_program(script):
 
 def test_overlapping_marks_merge(script):
     out = script().run("map A 8 anon\nfill A 1\nvol A 0 4\nvol A 2 4\npurge\n"
-                       "check A 1 0 6\ncheck A 1 6 2\nnonvol A 0 8\n")
+                       "nonvol A 0 8\ncheck A 1 0 6\ncheck A 1 6 2\n")
     assert out.checks_list == [dict(good=0, zero=6, bad=0), dict(good=2, zero=0, bad=0)]
     assert out.calls[-1]["purged"] == 1
 

@@ -88,3 +88,33 @@ def test_budget_source_keeps_summed_rss_under_the_limit(build):
 def test_bad_pressure_options_are_clear_125(args, message):
     proc = vrange_run(*args, "true")
     assert proc.returncode == 125 and message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def classic(build, mode, access):
+    proc = vrange_run("--memory-limit", "16M", "--purged-access", access,
+                      build("classic_chunks_under_pressure"), mode, 15, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[-1] == "purge seen=1 hog exit=0", proc.stdout
+    return lines[:-1]
+
+
+@needs_memcg
+@pytest.mark.parametrize("access", ["sigbus", "zero"])
+def test_classic_chunks_repin_reports_purged_volatile_chunks(build, access):
+    lines = classic(build, "repin", access)
+    assert lines == [f"chunk {i} purged=1 data=zero" if i % 2 == 0 else
+                     f"chunk {i} purged=0 data=ok" for i in range(26)]
+
+
+@needs_memcg
+def test_classic_chunks_sigbus_handler_repairs_its_data(build):
+    lines = classic(build, "sigbus-handler", "sigbus")
+    assert lines == [f"chunk {i} data=ok handled={1 - i % 2}" for i in range(26)]
+
+
+@needs_memcg
+def test_classic_chunks_zero_mode_never_raises_sigbus(build):
+    lines = classic(build, "sigbus-handler", "zero")
+    assert lines == [f"chunk {i} data=zero handled=0" if i % 2 == 0 else
+                     f"chunk {i} data=ok handled=0" for i in range(26)]

@@ -182,3 +182,43 @@ def test_internal_error_leaves_the_program_running_untraced(build):
     assert "internal error" in proc.stderr
     assert "ret=-1 errno=38" in proc.stdout                # ENOSYS after the supervisor let go
     assert "check A good=16 zero=0 bad=0" in proc.stdout   # nothing was discarded
+
+
+# --- touching purged pages (--purged-access) -------------------------------------
+
+def test_touching_a_purged_volatile_page_raises_sigbus(build):
+    proc = vrange_run(build("vrange_script"),
+                      input="map A 8 anon\nfill A 1\nvol A 0 8 0\npurge\ntouch A 3\n", timeout=30)
+    assert proc.returncode == 128 + signal.SIGBUS, (proc.stdout, proc.stderr)
+    assert "touched" not in proc.stdout
+
+
+def test_a_syscall_touching_a_purged_volatile_page_gets_efault(build):
+    proc = vrange_run(build("vrange_script"),
+                      input="map A 8 anon\nfill A 1\nvol A 0 8 0\npurge\nsysread A 3\n"
+                            "nonvol A 0 8\nsysread A 3\ntouch A 3\n", timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(("ret=", "touched"))]
+    assert lines[1:] == ["ret=-1 errno=14 purged=-1",      # EFAULT while volatile
+                     "ret=32768 errno=0 purged=1",          # re-pinned: it was purged
+                     "ret=64 errno=0 purged=-1",            # now an ordinary zero page
+                     "touched A 3 value=0"]
+
+
+def test_zero_mode_reads_purged_volatile_pages_as_zeros(build):
+    proc = vrange_run("--purged-access", "zero", build("vrange_script"),
+                      input="map A 8 anon\nfill A 1\nvol A 0 8 0\npurge\ntouch A 3\n"
+                            "sysread A 4\n", timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert "touched A 3 value=0" in proc.stdout and "ret=64 errno=0" in proc.stdout
+
+
+def test_only_purged_pages_trap_and_repinning_part_ends_the_trap_there(build):
+    # Pages 0..3 purged; re-pin 0..1 only: 0 reads zero, 2 still raises SIGBUS.
+    proc = vrange_run(build("vrange_script"),
+                      input="map A 8 anon\nfill A 1\nvol A 0 4 0\npurge\ntouch A 5\n"
+                            "nonvol A 0 2\ntouch A 0\ntouch A 2\n", timeout=30)
+    assert proc.returncode == 128 + signal.SIGBUS
+    touched = [line for line in proc.stdout.splitlines() if line.startswith("touched")]
+    assert touched[0].startswith("touched A 5 value=") and touched[0] != "touched A 5 value=0"
+    assert touched[1:] == ["touched A 0 value=0"]          # page 2 never printed: SIGBUS

@@ -12,8 +12,12 @@ from typing import List, NamedTuple, Optional
 
 from . import ptrace
 
+SYS_CLOSE = 3
 SYS_MADVISE = 28
+SYS_USERFAULTFD = 323
 MADV_DONTNEED = 4
+O_NONBLOCK = 0o4000
+O_CLOEXEC = 0o2000000
 _U64 = (1 << 64) - 1
 
 

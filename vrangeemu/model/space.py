@@ -34,6 +34,9 @@ class AddressSpace:
     stats: Stats = field(default_factory=Stats)
     # A requested purge not yet carried out: None, "all", or [(start, end)].
     pending_purge: object = None
+    # userfaultfd (held by the supervisor) raising SIGBUS on purged pages:
+    # -1 not created yet, -2 not available in this process (then zero-fill).
+    trap_fd: int = -1
 
     def fork(self, tgid, memory):
         """The child's space after fork: volatility is inherited (v10)."""
