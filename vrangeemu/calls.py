@@ -53,6 +53,7 @@ def serve(space, profile, args, write_purged):
         if volatile:
             space.ranges.mark(call.start, stop, call.partial)
             stats.marked_bytes += processed
+            stats.volatile_peak = max(stats.volatile_peak, space.ranges.volatile_bytes)
         else:
             space.ranges.unmark(call.start, stop)
             stats.purged_answers += purged

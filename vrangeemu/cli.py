@@ -87,6 +87,8 @@ def parse_args(argv):
     parser.add_argument("--stats", action="store_true",
                         help="print per-process counts (calls, bytes made volatile, bytes "
                              "purged) on stderr at exit")
+    parser.add_argument("--stats-json", metavar="FILE",
+                        help="write the same counts and the pressure readings as JSON to FILE")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="say what the supervisor does (trap method, forks, execs, purges)")
     parser.add_argument("program", help="the program to run (searched in PATH)")
@@ -101,7 +103,7 @@ def main(argv=None):
     opts = parse_args(sys.argv[1:] if argv is None else argv)
     # Imported late: --help must work even where the native part is missing.
     from .supervisor import SetupError, Supervisor, log_to_stderr
-    from .report import print_stats
+    from .report import print_stats, write_json
     from .pressure import SetupProblem, choose_source
 
     if platform.machine() != "x86_64":
@@ -136,6 +138,11 @@ def main(argv=None):
     finally:
         if opts.stats:
             print_stats(sup, sys.stderr)
+        if opts.stats_json:
+            try:
+                write_json(sup, opts.stats_json)
+            except OSError as exc:
+                print(f"vrange-run: --stats-json: {exc}", file=sys.stderr)
     if stop is None:
         return EXIT_SETUP
     return stop.value if stop.kind == "exited" else 128 + stop.value

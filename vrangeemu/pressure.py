@@ -39,6 +39,23 @@ def parse_size(text):
     return int(m.group(1)) << (10 * " kmgt".index(m.group(2).lower() or " "))
 
 
+class Readings:
+    """What a source saw, for --stats: checks, times over the high mark,
+    the largest reading, and how often the real limit was enforced."""
+
+    def __init__(self, source, limit, high, low):
+        self.source, self.limit, self.high, self.low = source, limit, high, low
+        self.checks = self.over_high = self.max_usage = self.enforced = 0
+
+    def saw(self, usage, over):
+        self.checks += 1
+        self.over_high += over
+        self.max_usage = max(self.max_usage, usage)
+
+    def as_dict(self):
+        return dict(vars(self))
+
+
 class CgroupSource:
     """A memory cgroup's usage against watermarks (v2 or v1).
 
@@ -58,6 +75,7 @@ class CgroupSource:
         self.relieved = False   # v1: hard limit raised to let paused tasks go
         self.enforced = False
         self.name = f"cgroup v{cgroup.version} {cgroup.path}"
+        self.readings = Readings(self.name, limit, self.high, self.low)
         if owned:
             cgroup.hold_at(self.high, self.hard)
         self.fds = cgroup.event_fds(self.high) if owned else []
@@ -65,6 +83,7 @@ class CgroupSource:
 
     def need(self):
         usage = self._usage = self.cgroup.usage()
+        self.readings.saw(usage, usage >= self.high)
         if usage < self.high:
             if self.relieved:
                 self.cgroup.raise_hard(self.hard)
@@ -88,6 +107,7 @@ class CgroupSource:
         """Nothing volatile is left to free: let the kernel enforce the limit."""
         if self.owned and not self.enforced:
             self.enforced = True
+            self.readings.enforced += 1
             self.warn(f"nothing volatile left to purge: the {self.limit >> 20} MiB limit is "
                       "now enforced by the kernel")
             self.cgroup.enforce(self.limit)
@@ -112,6 +132,7 @@ class BudgetSource:
         self.tgids = tgids   # callable: the traced processes now
         self.fds = []
         self.name = f"RSS budget {limit >> 20} MiB"
+        self.readings = Readings(self.name, limit, self.high, self.low)
         self._usage = 0
 
     def usage(self):
@@ -125,6 +146,7 @@ class BudgetSource:
 
     def need(self):
         usage = self._usage = self.usage()
+        self.readings.saw(usage, usage >= self.high)
         return usage - self.low if usage >= self.high else 0
 
     def timeout(self):
@@ -155,6 +177,7 @@ class PsiSource:
         self.fds = []
         self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         self._last = self._total()
+        self.readings = Readings(self.name, 0, 0, 0)
 
     def _total(self):
         text = os.pread(self._fd, 4096, 0).decode()
@@ -163,6 +186,7 @@ class PsiSource:
     def need(self):
         total = self._total()
         grown, self._last = total - self._last, total
+        self.readings.saw(grown, grown >= self.threshold_us)   # usage: stall us per poll
         if grown < self.threshold_us:
             return 0
         return max(self.volatile_bytes() // 4, 16 * MiB)

@@ -1,4 +1,6 @@
-"""Human-readable reports of a finished run."""
+"""Reports of a finished run: the --stats table and the --stats-json file."""
+import json
+
 from .model.space import Stats
 
 
@@ -14,9 +16,27 @@ def human(n):
         n /= 1024
 
 
+def _rows(sup):
+    return list(sup.finished) + [(s.tgid, s.name, s.stats) for s in sup.spaces()]
+
+
+def write_json(sup, path):
+    """Per process, total and pressure readings as JSON (bytes, counts)."""
+    rows = _rows(sup)
+    total = Stats()
+    for _, _, st in rows:
+        total.add(st)
+    doc = {"processes": [{"pid": tgid, "program": name, **st.as_dict()} for tgid, name, st in rows],
+           "total": total.as_dict(),
+           "pressure": sup.pressure.readings.as_dict() if sup.pressure else None}
+    with open(path, "w") as out:
+        json.dump(doc, out, indent=1)
+        out.write("\n")
+
+
 def print_stats(sup, out):
     """One line per address space (live or gone) and a total, on `out`."""
-    rows = list(sup.finished) + [(s.tgid, s.name, s.stats) for s in sup.spaces()]
+    rows = _rows(sup)
     total = Stats()
     print("vrange-run: stats", file=out)
     print(f"  {'pid':>7} {'program':<16} {'calls':>7} {'errors':>6} {'volatile':>10} "
@@ -29,3 +49,8 @@ def print_stats(sup, out):
     print(f"  {'total':>7} {'':<16} {total.calls:>7} {total.errors:>6} "
           f"{human(total.marked_bytes):>10} {human(total.purged_bytes):>10} "
           f"{total.purges:>6} {total.purged_answers:>15}", file=out)
+    if sup.pressure:
+        r = sup.pressure.readings
+        print(f"  pressure: {r.source}: {r.checks} checks, {r.over_high} over the high mark, "
+              f"peak {human(r.max_usage) if r.limit else r.max_usage}, "
+              f"limit enforced {r.enforced} times", file=out)

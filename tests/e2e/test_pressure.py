@@ -1,4 +1,5 @@
 """Purging under real memory pressure: cgroup limits (v1 here), RSS budget."""
+import json
 import os
 import re
 import subprocess
@@ -30,8 +31,10 @@ def leftover_cgroups():
 
 
 @needs_memcg
-def test_cache_four_times_the_limit_survives_under_vrange_run(build):
-    proc = vrange_run("--stats", "--memory-limit", "64M", build("cache_under_limit"), 64, 400, 8)
+def test_cache_four_times_the_limit_survives_under_vrange_run(build, tmp_path):
+    report = tmp_path / "stats.json"
+    proc = vrange_run("--stats", "--stats-json", report, "--memory-limit", "64M",
+                      build("cache_under_limit"), 64, 400, 8)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     m = re.search(r"steps=400 rebuilt=(\d+) verified=(\d+) bad=0 hot_bad=0 enosys=0", proc.stdout)
     assert m, proc.stdout
@@ -39,6 +42,14 @@ def test_cache_four_times_the_limit_survives_under_vrange_run(build):
     calls, errors, marked, purged, purges, answered = stats_row(proc.stderr, "cache_under_lim")
     assert int(purges) > 0 and int(answered) > 0
     assert not leftover_cgroups()
+    doc = json.loads(report.read_text())
+    (process,) = doc["processes"]
+    assert process["calls"] == 800 and process["purges"] == int(purges)
+    assert process["purged_answers"] == int(answered) and process["purged_bytes"] > 0
+    assert 0 < process["volatile_peak"] <= 64 * 4 * MiB
+    pressure = doc["pressure"]
+    assert pressure["source"].startswith("cgroup v") and pressure["limit"] == 64 * MiB
+    assert pressure["checks"] >= pressure["over_high"] > 0 and pressure["max_usage"] > 0
 
 
 @needs_memcg

@@ -13,10 +13,15 @@ class Stats:
     purged_bytes: int = 0     # bytes discarded by purges
     purges: int = 0           # purge events (one per madvise injected)
     purged_answers: int = 0   # NONVOLATILE calls that answered "purged"
+    volatile_peak: int = 0    # most bytes volatile at once
 
     def add(self, other):
+        """Sum `other` into this one (peaks add too: a total's peak is an upper bound)."""
         for f in fields(self):
             setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+    def as_dict(self):
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 @dataclass(eq=False)
