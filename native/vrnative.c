@@ -324,3 +324,51 @@ int vr_uffd_unregister(int ufd, uint64_t start, uint64_t len)
     struct uffdio_range range = { start, len };
     return ioctl(ufd, UFFDIO_UNREGISTER, &range) ? -errno : 0;
 }
+
+/* Runs of pages in [start, end) that are present and exclusively mapped
+ * (pagemap bits 63 and 56): what a purge may discard.  Writes up to
+ * `max_runs` (start, end) pairs to `out`; returns the number of runs, or
+ * -errno.  One pass over the pagemap, in 64 Ki-entry reads. */
+int vr_discardable_runs(int pagemap_fd, uint64_t start, uint64_t end, uint64_t *out,
+                        int max_runs)
+{
+    static uint64_t buf[65536];
+    const uint64_t want = (1ull << 63) | (1ull << 56);
+    int runs = 0;
+    uint64_t run_start = 0;
+    int in_run = 0;
+    for (uint64_t page = start >> 12; page < end >> 12;) {
+        uint64_t n = (end >> 12) - page;
+        if (n > 65536)
+            n = 65536;
+        ssize_t got = pread(pagemap_fd, buf, n * 8, (off_t)(page * 8));
+        if (got < 0)
+            return -errno;
+        if ((uint64_t)got != n * 8)
+            return -EIO;
+        for (uint64_t i = 0; i < n; i++) {
+            int ok = (buf[i] & want) == want;
+            uint64_t addr = (page + i) << 12;
+            if (ok && !in_run) {
+                run_start = addr;
+                in_run = 1;
+            } else if (!ok && in_run) {
+                if (runs == max_runs)
+                    return -ENOBUFS;
+                out[2 * runs] = run_start;
+                out[2 * runs + 1] = addr;
+                runs++;
+                in_run = 0;
+            }
+        }
+        page += n;
+    }
+    if (in_run) {
+        if (runs == max_runs)
+            return -ENOBUFS;
+        out[2 * runs] = run_start;
+        out[2 * runs + 1] = end;
+        runs++;
+    }
+    return runs;
+}

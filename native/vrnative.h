@@ -56,3 +56,5 @@ int vr_pidfd_getfd(int pid, int fd);
 int vr_uffd_enable_sigbus(int ufd);
 int vr_uffd_register(int ufd, uint64_t start, uint64_t len);
 int vr_uffd_unregister(int ufd, uint64_t start, uint64_t len);
+int vr_discardable_runs(int pagemap_fd, uint64_t start, uint64_t end, uint64_t *out,
+                        int max_runs);

@@ -163,8 +163,9 @@ class PsiSource:
     """Memory stall time (PSI `some` total) growing fast: purge a slice.
 
     PSI says that tasks wait for memory, not how much memory: each time the
-    stall grows by more than `threshold_us` between two polls (50 ms), a
-    slice of the volatile memory (a quarter, at least 16 MiB) goes.  The
+    stall grows by more than `threshold_us` between two polls, a slice of
+    the volatile memory (a quarter, at least 16 MiB) goes.  Polls every
+    100 ms while nothing stalls, every 50 ms once stalls grow.  The
     total is polled rather than armed as a PSI trigger: without
     CAP_SYS_RESOURCE a trigger's window must be a multiple of 2 s, far
     slower than the ~100 ms this engine aims for."""
@@ -177,6 +178,7 @@ class PsiSource:
         self.fds = []
         self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         self._last = self._total()
+        self._grown = 0
         self.readings = Readings(self.name, 0, 0, 0)
 
     def _total(self):
@@ -186,13 +188,14 @@ class PsiSource:
     def need(self):
         total = self._total()
         grown, self._last = total - self._last, total
+        self._grown = grown
         self.readings.saw(grown, grown >= self.threshold_us)   # usage: stall us per poll
         if grown < self.threshold_us:
             return 0
         return max(self.volatile_bytes() // 4, 16 * MiB)
 
     def timeout(self):
-        return BUSY_POLL * 5
+        return BUSY_POLL * 5 if self._grown else IDLE_POLL
 
     def exhausted(self):
         pass

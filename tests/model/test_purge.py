@@ -5,9 +5,22 @@ from vrangeemu.model.ranges import VolatileRanges
 P = 4096
 
 
+def as_runs(flags, start):
+    """Per-page booleans from `start` -> [(start, end)] runs of True."""
+    runs, run = [], None
+    for i, ok in enumerate(flags + [False]):
+        addr = start + i * P
+        if ok and run is None:
+            run = addr
+        elif not ok and run is not None:
+            runs.append((run, addr))
+            run = None
+    return runs
+
+
 def pages(*ok_pages):
     """A discardable() that says yes for the listed page numbers only."""
-    return lambda start, end: [(a // P) in ok_pages for a in range(start, end, P)]
+    return lambda start, end: as_runs([(a // P) in ok_pages for a in range(start, end, P)], start)
 
 
 def test_only_volatile_discardable_unpurged_pages_are_planned():
@@ -44,7 +57,7 @@ def spaces_with_shared_clock(n):
 
 
 def everything(space, start, end):
-    return [True] * ((end - start) // P)
+    return [(start, end)]
 
 
 def test_victims_are_taken_oldest_first_across_spaces():
@@ -72,8 +85,8 @@ def test_only_discardable_pages_count_and_purged_ones_are_skipped():
     a.ranges.mark(0, 4 * P)
     a.ranges.set_purged(0, 2 * P)
     b.ranges.mark(0, 4 * P)
-    shared_in_b = lambda sp, lo, hi: [sp is a or (addr // P) % 2 == 0
-                                      for addr in range(lo, hi, P)]
+    shared_in_b = lambda sp, lo, hi: as_runs([sp is a or (addr // P) % 2 == 0
+                                              for addr in range(lo, hi, P)], lo)
     plan, freed = choose_victims([a, b], 10 * P, shared_in_b)
     assert plan == {a: [(2 * P, 4 * P)], b: [(0, P), (2 * P, 3 * P)]}
     assert freed == 4 * P

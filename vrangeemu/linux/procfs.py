@@ -154,11 +154,15 @@ class ProcessMemory:
         return entries
 
     def discardable(self, start, end):
-        """Per page of [start, end): True if discarding it frees memory and
-        touches no one else: resident and mapped only here (a COW-shared
-        page, the zero page included, is not exclusive)."""
-        both = PM_PRESENT | PM_EXCLUSIVE
-        return [entry & both == both for entry in self.pagemap(start, end)]
+        """[(start, end)] runs of [start, end) whose pages may be discarded:
+        resident and mapped only here (a COW-shared page, the zero page
+        included, is not exclusive).  One C pass over the pagemap."""
+        max_runs = ((end - start) >> PAGE_SHIFT) // 2 + 1
+        out = ffi.new("uint64_t[]", 2 * max_runs)
+        n = lib.vr_discardable_runs(self._pagemap, start, end, out, max_runs)
+        if n < 0:
+            raise OSError(-n, os.strerror(-n))
+        return [(out[2 * i], out[2 * i + 1]) for i in range(n)]
 
     def syscall_insn(self, tid):
         """Address of a `syscall` instruction (0f 05) in this space's vDSO, or

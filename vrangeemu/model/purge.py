@@ -1,8 +1,12 @@
 """What a purge discards: runs of volatile, unpurged, discardable pages (pure).
 
+`discardable(start, end)` stands for the kernel's answer (pagemap): the
+[(start, end)] runs within [start, end) that are resident and mapped by this
+process alone.
+
 >>> from vrangeemu.model.ranges import VolatileRanges
 >>> r = VolatileRanges(); r.mark(0, 4 * 4096)
->>> purge_runs(r, lambda s, e: [True, False, True, True])
+>>> purge_runs(r, lambda s, e: [(s, s + 4096), (s + 8192, e)])
 [(0, 4096), (8192, 16384)]
 """
 import heapq
@@ -14,26 +18,15 @@ def range_runs(ranges, rng, discardable, within=(0, 1 << 64)):
     """[(start, end)] of range `rng` (clipped to `within`) that a purge may
     discard, address order.
 
-    `discardable(start, end)` gives one bool per page (resident and mapped
-    by this process alone).  Pages already purged are skipped; a page that
-    is not discardable splits a run, so nothing another process still maps
-    (copy-on-write) and nothing never touched is ever counted as purged.
+    Pages already purged are skipped, and only discardable runs are kept,
+    so nothing another process still maps (copy-on-write) and nothing never
+    touched is ever counted as purged.
     """
     runs = []
     for start, end in ranges.unpurged_intervals(rng):
         start, end = max(start, within[0]), min(end, within[1])
-        if start >= end:
-            continue
-        run_start = None
-        for i, ok in enumerate(discardable(start, end)):
-            addr = start + i * PAGE
-            if ok and run_start is None:
-                run_start = addr
-            elif not ok and run_start is not None:
-                runs.append((run_start, addr))
-                run_start = None
-        if run_start is not None:
-            runs.append((run_start, end))
+        if start < end:
+            runs += discardable(start, end)
     return runs
 
 
@@ -64,7 +57,7 @@ def choose_victims(spaces, need, discardable):
     >>> from vrangeemu.model.ranges import VolatileRanges
     >>> from vrangeemu.model.space import AddressSpace
     >>> a = AddressSpace(1, "a", None); a.ranges.mark(0, 2 * PAGE)
-    >>> choose_victims([a], PAGE, lambda s, lo, hi: [True] * ((hi - lo) // PAGE))[1]
+    >>> choose_victims([a], PAGE, lambda s, lo, hi: [(lo, hi)])[1]
     8192
     """
     per_space = [[((r.stamp, r.start, i), sp, r) for r in sp.ranges.lru()]
