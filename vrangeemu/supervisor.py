@@ -66,6 +66,7 @@ class Supervisor:
         self.main_status = None  # ptrace.Stop of the program's own exit
         self.listener = None
         self.clock = itertools.count(1).__next__   # one LRU across all spaces
+        self.deferred = []       # (tid, status) reaped during an injection, not yet handled
         self.pressure = None     # a pressure source (see pressure.py), set before run()
         self.cgroup_procs = None  # cgroup.procs the program joins before exec
         self._pressure_due = 0.0
@@ -159,12 +160,15 @@ class Supervisor:
 
     def _drain_stops(self):
         while True:
-            try:
-                tid, status = os.waitpid(-1, os.WNOHANG | ptrace.WALL)
-            except ChildProcessError:
-                return
-            if tid == 0:
-                return
+            if self.deferred:
+                tid, status = self.deferred.pop(0)
+            else:
+                try:
+                    tid, status = os.waitpid(-1, os.WNOHANG | ptrace.WALL)
+                except ChildProcessError:
+                    return
+                if tid == 0:
+                    return
             try:
                 self._on_stop(ptrace.decode(tid, status))
             except ptrace.PtraceError as exc:
@@ -486,7 +490,7 @@ class Supervisor:
                 lib.vr_uffd_register(space.trap_fd, start, end - start)
         madvise = [(inject.SYS_MADVISE, (start, end - start, inject.MADV_DONTNEED))
                    for start, end in plan]
-        done = inject.run(task.tid, insn, first + madvise)
+        done = inject.run(task.tid, insn, first + madvise, self.deferred)
         freed = 0
         for (start, end), result in zip(plan, done.results[len(first):]):
             if result == 0:
@@ -512,7 +516,8 @@ class Supervisor:
         Returns the Injection; its `results` become the calls that close the
         program's copy.  On failure the space falls back to zero-fill."""
         made = inject.run(task.tid, insn, [(inject.SYS_USERFAULTFD,
-                                            (inject.O_CLOEXEC | inject.O_NONBLOCK,))])
+                                            (inject.O_CLOEXEC | inject.O_NONBLOCK,))],
+                          self.deferred)
         if made.death is not None or not made.results:
             return made
         fd = made.results[0]

@@ -222,3 +222,19 @@ def test_only_purged_pages_trap_and_repinning_part_ends_the_trap_there(build):
     touched = [line for line in proc.stdout.splitlines() if line.startswith("touched")]
     assert touched[0].startswith("touched A 5 value=") and touched[0] != "touched A 5 value=0"
     assert touched[1:] == ["touched A 0 value=0"]          # page 2 never printed: SIGBUS
+
+
+def test_purges_while_a_timer_signal_fires_every_millisecond(build):
+    proc = vrange_run(build("purge_amid_signals_and_exit"), "signals", timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout == "rounds=10 purged=10 alarms=some\n"
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_program_dying_during_a_purge_ends_with_its_own_status(build, attempt):
+    # Another thread calls _exit(3) while the leader is being purged: the
+    # supervisor must reap the other thread first (the kernel reports a dying
+    # leader only then) and end with the program's status, not hang.
+    proc = vrange_run(build("purge_amid_signals_and_exit"), "exit", timeout=60)
+    assert proc.returncode == 3, proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -34,13 +34,17 @@ def syscall_insn_for(regs):
     return None
 
 
-def run(tid, insn, calls):
+def run(tid, insn, calls, elsewhere):
     """Run `calls` [(nr, (a0, a1, ...)), ...] one by one at the `syscall`
     instruction at `insn`, then restore every register.
 
     Each call is one PTRACE_SINGLESTEP over that instruction.  Signals that
     arrive meanwhile are held back and returned for redelivery; if the task
-    dies, stop and return its status (registers are then moot).
+    dies, stop and return its status (registers are then moot).  Wait
+    statuses of other tasks that come meanwhile are appended to `elsewhere`
+    as (tid, status) for the caller to dispatch: they must be reaped, or a
+    dying thread-group leader is never reported (the kernel reports it only
+    after its other threads).
     """
     saved = ptrace.getregs(tid)
     results, held = [], []
@@ -54,8 +58,7 @@ def run(tid, insn, calls):
         ptrace.setregs(tid, regs)
         while True:
             ptrace.singlestep(tid)
-            _, status = os.waitpid(tid, ptrace.WALL)
-            stop = ptrace.decode(tid, status)
+            stop = _wait_for(tid, elsewhere)
             if stop.kind in ("exited", "killed"):
                 return Injection(results, held, stop)
             if stop.kind == "signal":
@@ -67,3 +70,11 @@ def run(tid, insn, calls):
             # other stops (a late PTRACE_INTERRUPT trap): step again
     ptrace.setregs(tid, saved)
     return Injection(results, held, None)
+
+
+def _wait_for(tid, elsewhere):
+    while True:
+        got, status = os.waitpid(-1, ptrace.WALL)
+        if got == tid:
+            return ptrace.decode(tid, status)
+        elsewhere.append((got, status))
