@@ -102,6 +102,8 @@ def test_psi_source_purges_a_slice_when_stalls_grow(tmp_path):
     src = PsiSource(str(psi), volatile_bytes=lambda: 400 * MiB)
     psi.write_text(line.format(1500))
     assert src.need() == 0                      # 0.5 ms more stall: fine
+    psi.write_text(line.format(1900))
+    assert src.need() == 0
     psi.write_text(line.format(60000))
     assert src.need() == 100 * MiB              # a quarter of the volatile memory
     psi.write_text(line.format(70000))

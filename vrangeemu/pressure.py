@@ -163,14 +163,15 @@ class PsiSource:
     """Memory stall time (PSI `some` total) growing fast: purge a slice.
 
     PSI says that tasks wait for memory, not how much memory: each time the
-    stall grows by more than `threshold_us` between two polls, a slice of
-    the volatile memory (a quarter, at least 16 MiB) goes.  Polls every
+    stall grows by more than `threshold_us` between two polls (1 ms: the
+    kernel patches gave volatile pages up first, at the first reclaim), a
+    slice of the volatile memory (a quarter, at least 16 MiB) goes.  Polls every
     100 ms while nothing stalls, every 50 ms once stalls grow.  The
     total is polled rather than armed as a PSI trigger: without
     CAP_SYS_RESOURCE a trigger's window must be a multiple of 2 s, far
     slower than the ~100 ms this engine aims for."""
 
-    def __init__(self, path, volatile_bytes, threshold_us=10_000, log=print):
+    def __init__(self, path, volatile_bytes, threshold_us=1_000, log=print):
         self.path = path
         self.volatile_bytes = volatile_bytes
         self.threshold_us = threshold_us

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from conftest import vrange_run
+from conftest import VRANGE_RUN, vrange_run
 from vrangeemu.linux import cgroup as cg
 
 MiB = 1 << 20
@@ -129,3 +129,31 @@ def test_classic_chunks_zero_mode_never_raises_sigbus(build):
     lines = classic(build, "sigbus-handler", "zero")
     assert lines == [f"chunk {i} data=zero handled=0" if i % 2 == 0 else
                      f"chunk {i} data=ok handled=0" for i in range(26)]
+
+
+@needs_memcg
+def test_psi_stalls_make_vrange_run_purge(build, tmp_path):
+    """System PSI as the source: page-cache reclaim inside a small cgroup
+    (no swap here, so cache is what the kernel can reclaim) stalls tasks;
+    vrange-run sees the stall total grow and discards the volatile pages."""
+    churn = tmp_path / "churn"
+    with open(churn, "wb") as f:
+        f.truncate(512 * MiB)   # sparse: reading it still fills the page cache
+    group = cg.Cgroup.create(f"vrange-test-{os.getpid()}")
+    try:
+        group.enforce(128 * MiB)   # vrange-run and its program both inside
+        procs = group.file("cgroup.procs")
+
+        def join():
+            with open(procs, "w") as f:
+                f.write("0")
+        proc = subprocess.run([*VRANGE_RUN, "--pressure", "psi", "--stats-json", tmp_path / "s.json",
+                               build("volatile_under_page_cache_churn"), churn],
+                              preexec_fn=join, capture_output=True, text=True, timeout=60)
+    finally:
+        group.remove()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.startswith("purged after")
+    doc = json.loads((tmp_path / "s.json").read_text())
+    assert doc["pressure"]["source"] == "PSI /proc/pressure/memory"
+    assert doc["pressure"]["over_high"] > 0 and doc["total"]["purged_bytes"] >= 48 * MiB
