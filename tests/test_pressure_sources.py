@@ -20,6 +20,7 @@ def fake_cgroup(tmp_path, version, **files):
                 if version == 2 else
                 {"memory.usage_in_bytes": "0", "memory.limit_in_bytes": str(UNLIMITED),
                  "memory.soft_limit_in_bytes": str(UNLIMITED), "cgroup.event_control": "",
+                 "memory.pressure_level": "",
                  "memory.oom_control": "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n"})
     for name, text in {**defaults, **files}.items():
         (tmp_path / name).write_text(text)
@@ -73,10 +74,12 @@ def test_v1_owned_cgroup_turns_the_oom_killer_off_and_relieves_paused_tasks(tmp_
                        warn=lambda m: None)
     hard = int(read(tmp_path, "memory.limit_in_bytes"))
     assert hard > LIMIT and read(tmp_path, "memory.oom_control") == "1"
-    usage_event, oom_event = [v.split() for n, v in writes if n == "cgroup.event_control"]
+    usage_event, oom_event, level_event = [v.split() for n, v in writes
+                                           if n == "cgroup.event_control"]
     assert len(usage_event) == 3 and usage_event[2] == str(HIGH)   # "<efd> <usage fd> <high>"
     assert len(oom_event) == 2                                      # "<efd> <oom_control fd>"
-    assert len(src.fds) == 2
+    assert level_event[2] == "low"                                  # first reclaim
+    assert len(src.fds) == 3
     (tmp_path / "memory.oom_control").write_text("oom_kill_disable 1\nunder_oom 1\n")
     set_usage(tmp_path, 1, hard, src)
     assert src.need() == hard - LOW

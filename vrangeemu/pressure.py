@@ -223,6 +223,14 @@ def own_cgroup_source(log):
 
 
 def psi_path():
+    """Our cgroup v2 memory.pressure (stalls of this cgroup only) if there is
+    one, else the system's /proc/pressure/memory, else None."""
+    from .linux import cgroup as cg
+    for mnt, fstype, _ in cg._mounts():
+        if fstype == "cgroup2":
+            path = os.path.join(mnt, cg.own_path(2).lstrip("/"), "memory.pressure")
+            if os.path.exists(path):
+                return path
     return "/proc/pressure/memory" if os.path.exists("/proc/pressure/memory") else None
 
 

@@ -155,5 +155,5 @@ def test_psi_stalls_make_vrange_run_purge(build, tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.startswith("purged after")
     doc = json.loads((tmp_path / "s.json").read_text())
-    assert doc["pressure"]["source"] == "PSI /proc/pressure/memory"
+    assert doc["pressure"]["source"].startswith("PSI ")   # our v2 cgroup or /proc/pressure
     assert doc["pressure"]["over_high"] > 0 and doc["total"]["purged_bytes"] >= 48 * MiB

@@ -133,21 +133,23 @@ class Cgroup:
         self.write("memory.max" if self.version == 2 else "memory.limit_in_bytes", hard)
 
     def event_fds(self, threshold):
-        """v1 only: eventfds woken when usage crosses `threshold` and when a
-        task pauses at the limit (OOM).  [] on v2 (it is polled)."""
+        """v1 only: eventfds woken when usage crosses `threshold`, when a task
+        pauses at the limit (OOM) and at the first reclaim (pressure_level
+        "low").  [] on v2 (it is polled)."""
         if self.version == 2:
             return []
         fds = []
         usage = os.open(self.file("memory.usage_in_bytes"), os.O_RDONLY | os.O_CLOEXEC)
         oom = os.open(self.file("memory.oom_control"), os.O_RDONLY | os.O_CLOEXEC)
+        level = os.open(self.file("memory.pressure_level"), os.O_RDONLY | os.O_CLOEXEC)
         try:
-            for target, arg in ((usage, f" {threshold}"), (oom, "")):
+            for target, arg in ((usage, f" {threshold}"), (oom, ""), (level, " low")):
                 efd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
                 self.write("cgroup.event_control", f"{efd} {target}{arg}")
                 fds.append(efd)
         finally:
-            os.close(usage)
-            os.close(oom)
+            for fd in (usage, oom, level):
+                os.close(fd)
         return fds
 
     def close(self):
