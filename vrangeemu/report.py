@@ -40,15 +40,19 @@ def print_stats(sup, out):
     total = Stats()
     print("vrange-run: stats", file=out)
     print(f"  {'pid':>7} {'program':<16} {'calls':>7} {'errors':>6} {'volatile':>10} "
-          f"{'purged':>10} {'purges':>6} {'answered-purged':>15}", file=out)
+          f"{'purged':>10} {'purges':>6} {'answered-purged':>15} {'peak-vol':>10} "
+          f"{'peak-res':>10}", file=out)
     for tgid, name, st in rows:
         total.add(st)
         print(f"  {tgid:>7} {name[:16]:<16} {st.calls:>7} {st.errors:>6} "
               f"{human(st.marked_bytes):>10} {human(st.purged_bytes):>10} {st.purges:>6} "
-              f"{st.purged_answers:>15}", file=out)
+              f"{st.purged_answers:>15} {human(st.volatile_peak):>10} "
+              f"{human(st.resident_volatile_peak):>10}", file=out)
     print(f"  {'total':>7} {'':<16} {total.calls:>7} {total.errors:>6} "
           f"{human(total.marked_bytes):>10} {human(total.purged_bytes):>10} "
           f"{total.purges:>6} {total.purged_answers:>15}", file=out)
+    print("  volatile = bytes made volatile (summed over calls); peak-vol = most volatile at "
+          "once; peak-res = most volatile bytes resident when pressure was seen", file=out)
     if sup.pressure:
         r = sup.pressure.readings
         print(f"  pressure: {r.source}: {r.checks} checks, {r.over_high} over the high mark, "

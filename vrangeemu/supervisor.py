@@ -409,6 +409,10 @@ class Supervisor:
         self._pressure_due = time.monotonic() + self.pressure.timeout()
         if need <= 0:
             return
+        for space in self.spaces():   # what pressure found resident, for --stats
+            resident = sum(e - s for s, e in purge_runs(space.ranges, space.memory.discardable))
+            space.stats.resident_volatile_peak = max(space.stats.resident_volatile_peak,
+                                                     resident)
         idle = [sp for sp in self.spaces() if sp.pending_purge is None]
         plan, freed = choose_victims(idle, need, lambda sp, lo, hi: sp.memory.discardable(lo, hi))
         if not plan:

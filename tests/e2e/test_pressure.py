@@ -44,9 +44,12 @@ def test_cache_four_times_the_limit_survives_under_vrange_run(build, tmp_path):
     assert not leftover_cgroups()
     doc = json.loads(report.read_text())
     (process,) = doc["processes"]
+    pressure = doc["pressure"]
     assert process["calls"] == 800 and process["purges"] == int(purges)
     assert process["purged_answers"] == int(answered) and process["purged_bytes"] > 0
     assert 0 < process["volatile_peak"] <= 64 * 4 * MiB
+    # Pressure saw volatile memory resident, never more than the cgroup held.
+    assert 0 < process["resident_volatile_peak"] < pressure["max_usage"]
     pressure = doc["pressure"]
     assert pressure["source"].startswith("cgroup v") and pressure["limit"] == 64 * MiB
     assert pressure["checks"] >= pressure["over_high"] > 0 and pressure["max_usage"] > 0

@@ -14,6 +14,7 @@ class Stats:
     purges: int = 0           # purge events (one per madvise injected)
     purged_answers: int = 0   # NONVOLATILE calls that answered "purged"
     volatile_peak: int = 0    # most bytes volatile at once
+    resident_volatile_peak: int = 0   # most volatile bytes resident when pressure was seen
 
     def add(self, other):
         """Sum `other` into this one (peaks add too: a total's peak is an upper bound)."""
