@@ -372,3 +372,33 @@ int vr_discardable_runs(int pagemap_fd, uint64_t start, uint64_t end, uint64_t *
     }
     return runs;
 }
+
+/* Present pages of [start, end) that are NOT exclusively mapped (shared
+ * copy-on-write, or the zero page): writes (address, pagemap entry) pairs,
+ * up to `max`; returns the count or -errno. */
+int vr_shared_pages(int pagemap_fd, uint64_t start, uint64_t end, uint64_t *out, int max)
+{
+    static uint64_t buf[65536];
+    int n_out = 0;
+    for (uint64_t page = start >> 12; page < end >> 12;) {
+        uint64_t n = (end >> 12) - page;
+        if (n > 65536)
+            n = 65536;
+        ssize_t got = pread(pagemap_fd, buf, n * 8, (off_t)(page * 8));
+        if (got < 0)
+            return -errno;
+        if ((uint64_t)got != n * 8)
+            return -EIO;
+        for (uint64_t i = 0; i < n; i++) {
+            if ((buf[i] >> 63) && !((buf[i] >> 56) & 1)) {
+                if (n_out == max)
+                    return -ENOBUFS;
+                out[2 * n_out] = (page + i) << 12;
+                out[2 * n_out + 1] = buf[i];
+                n_out++;
+            }
+        }
+        page += n;
+    }
+    return n_out;
+}

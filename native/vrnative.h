@@ -58,3 +58,4 @@ int vr_uffd_register(int ufd, uint64_t start, uint64_t len);
 int vr_uffd_unregister(int ufd, uint64_t start, uint64_t len);
 int vr_discardable_runs(int pagemap_fd, uint64_t start, uint64_t end, uint64_t *out,
                         int max_runs);
+int vr_shared_pages(int pagemap_fd, uint64_t start, uint64_t end, uint64_t *out, int max);

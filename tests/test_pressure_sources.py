@@ -86,6 +86,17 @@ def test_v1_owned_cgroup_turns_the_oom_killer_off_and_relieves_paused_tasks(tmp_
     assert int(read(tmp_path, "memory.limit_in_bytes")) > hard     # raised: tasks can stop
     set_usage(tmp_path, 1, LOW, src)
     assert src.need() == 0 and int(read(tmp_path, "memory.limit_in_bytes")) == hard
+    # Paused again and again: a few reliefs, then the kernel decides (OOM killer on).
+    (tmp_path / "memory.oom_control").write_text("oom_kill_disable 1\nunder_oom 1\n")
+    set_usage(tmp_path, 1, hard, src)
+    limits = []
+    for _ in range(3):
+        src.need()
+        limits.append(int(read(tmp_path, "memory.limit_in_bytes")))
+    assert hard < limits[0] < limits[1] < limits[2]                # more room each time
+    assert "under_oom 1" in read(tmp_path, "memory.oom_control")   # killer still off
+    src.need()
+    assert read(tmp_path, "memory.oom_control") == "0"
     src.close()
 
 

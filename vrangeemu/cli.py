@@ -84,6 +84,9 @@ def parse_args(argv):
                         help="touching a purged page while its range is still volatile: "
                              "SIGBUS, as the kernel patches did (default; a syscall gets "
                              "EFAULT), or read zeros like MADV_DONTNEED")
+    parser.add_argument("--fork-volatility", choices=("inherit", "clear"), default="inherit",
+                        help="a fork child inherits its parent's volatile ranges (default, as "
+                             "the v10 patches) or starts with none")
     parser.add_argument("--stats", action="store_true",
                         help="print per-process counts (calls, bytes made volatile, bytes "
                              "purged) on stderr at exit")
@@ -121,7 +124,7 @@ def main(argv=None):
     os.environ["VRANGE_SUPERVISOR_PID"] = str(os.getpid())   # for `kill -USR1`
     log = log_to_stderr if opts.verbose else None
     sup = Supervisor([opts.program, *opts.args], profile, opts.trap, log=log,
-                     purged_access=opts.purged_access)
+                     purged_access=opts.purged_access, fork_volatility=opts.fork_volatility)
     try:
         sup.pressure, sup.cgroup_procs = choose_source(
             opts.pressure, opts.memory_limit, sup, log or _quiet, log_to_stderr)

@@ -14,6 +14,7 @@ from .linux.cgroup import UNLIMITED, Cgroup
 
 MiB = 1 << 20
 IDLE_POLL = 0.1     # far from the watermark: cheap
+MAX_RELIEFS = 3     # times paused tasks get room before the kernel decides
 BUSY_POLL = 0.01    # within reach of it: react within ~10 ms
 
 
@@ -72,7 +73,7 @@ class CgroupSource:
         self.hard = limit + max(limit // 4, 16 * MiB)   # kernel backstop while purging
         self.owned = owned
         self.log = log
-        self.relieved = False   # v1: hard limit raised to let paused tasks go
+        self.reliefs = 0        # v1: times the hard limit was raised to let paused tasks go
         self.enforced = False
         self.name = f"cgroup v{cgroup.version} {cgroup.path}"
         self.readings = Readings(self.name, limit, self.high, self.low)
@@ -85,19 +86,24 @@ class CgroupSource:
         usage = self._usage = self.cgroup.usage()
         self.readings.saw(usage, usage >= self.high)
         if usage < self.high:
-            if self.relieved:
+            if self.reliefs:
                 self.cgroup.raise_hard(self.hard)
-                self.relieved = False
+                self.reliefs = 0
             if self.enforced:   # room again: purging, not killing, comes first
                 self.cgroup.hold_at(self.high, self.hard)
                 self.enforced = False
             return 0
-        if self.owned and not self.relieved and self.cgroup.under_oom():
+        if self.owned and not self.enforced and self.cgroup.under_oom():
             # A task paused at the limit sleeps killable and cannot be
-            # stopped for the purge: give it room, take it back after.
-            self.cgroup.raise_hard(self.hard + self.hard // 2)
-            self.relieved = True
-            self.log("tasks paused at the limit: hard limit raised to purge")
+            # stopped for the purge: give it room (a few times), take it back
+            # after.  If it keeps outrunning us, the kernel must decide:
+            # nobody may stay paused for ever.
+            if self.reliefs < MAX_RELIEFS:
+                self.reliefs += 1
+                self.cgroup.raise_hard(self.hard + self.reliefs * max(self.hard // 8, 4 * MiB))
+                self.log("tasks paused at the limit: hard limit raised to purge")
+            else:
+                self.exhausted()
         return usage - self.low
 
     def timeout(self):

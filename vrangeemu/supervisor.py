@@ -19,7 +19,8 @@ from . import calls, spawn
 from ._native import ffi, lib
 from .linux import inject, procfs, ptrace
 from .linux.notify import Listener
-from .linux.procfs import ProcessMemory
+from .linux.procfs import PM_PFN_MASK, PM_PRESENT, ProcessMemory
+from .model.cow import sharers_if_discardable
 from .model.purge import choose_victims, purge_runs, still_discardable
 from .model.ranges import VolatileRanges
 from .model.space import AddressSpace
@@ -30,6 +31,7 @@ SI_KERNEL = 0x80   # si_code of signals the tty sends to the whole process group
 # How long calls wait for a requested purge to run; a task that takes longer
 # to stop (D state, OOM wait) is purged whenever it stops.
 PURGE_WAIT = 0.5
+PAGE = 4096
 
 
 class Task:
@@ -53,8 +55,11 @@ class Task:
 
 
 class Supervisor:
-    def __init__(self, argv, profile, trap="notify", log=None, purged_access="sigbus"):
+    def __init__(self, argv, profile, trap="notify", log=None, purged_access="sigbus",
+                 fork_volatility="inherit"):
         self.argv = argv
+        self.fork_volatility = fork_volatility   # "inherit" (v10) or "clear"
+        self._pfn_warned = False
         self.purged_access = purged_access   # "sigbus" (as the patches) or "zero"
         self.profile = profile
         self.trap = trap
@@ -285,7 +290,8 @@ class Supervisor:
             shares_mm = event == ptrace.EVENT_VFORK or procfs.tgid_of(tid) == parent.space.tgid
         space = parent.space
         if not shares_mm:
-            space = parent.space.fork(tid, ProcessMemory(tid))
+            space = parent.space.fork(tid, ProcessMemory(tid),
+                                      inherit=self.fork_volatility == "inherit")
             self.log(f"fork: {parent.tid} -> {tid}, {len(space.ranges)} ranges inherited")
         space.tids.add(tid)
         task = Task(tid, space)
@@ -413,10 +419,20 @@ class Supervisor:
             resident = sum(e - s for s, e in purge_runs(space.ranges, space.memory.discardable))
             space.stats.resident_volatile_peak = max(space.stats.resident_volatile_peak,
                                                      resident)
-        idle = [sp for sp in self.spaces() if sp.pending_purge is None]
-        plan, freed = choose_victims(idle, need, lambda sp, lo, hi: sp.memory.discardable(lo, hi))
+        now = time.monotonic()
+        in_flight = [sp for sp in self.spaces() if sp.pending_purge is not None
+                     and any(self.tasks[t].purge_by > now for t in sp.tids)]
+        idle = [sp for sp in self.spaces() if sp not in in_flight]
+        for space in idle:   # a request past its deadline is planned again
+            space.pending_purge = None
+        companions = {}
+        plan, freed = choose_victims(idle, need,
+                                     lambda sp, lo, hi: self._discardable(sp, lo, hi, companions))
+        for space, runs in companions.items():   # COW sharers lose the same pages
+            if space.pending_purge is None:
+                plan[space] = merge_runs(plan.get(space, []) + runs)
         if not plan:
-            if len(idle) == len(self.spaces()):   # nothing in flight either
+            if not in_flight:
                 self.pressure.exhausted()
             return
         self.log(f"pressure ({self.pressure.name}): {need >> 10} KiB over the low mark, "
@@ -469,10 +485,11 @@ class Supervisor:
             raise RuntimeError("fault injected by VRANGEEMU_TEST_FAULT=purge")
         space = task.space
         wanted, space.pending_purge = space.pending_purge, None
+        discardable = lambda lo, hi: self._discardable(space, lo, hi)   # noqa: E731
         if wanted == "all":
-            plan = purge_runs(space.ranges, space.memory.discardable)
+            plan = purge_runs(space.ranges, discardable)
         else:   # planned earlier: only what is still volatile and resident
-            plan = still_discardable(space.ranges, wanted or [], space.memory.discardable)
+            plan = still_discardable(space.ranges, wanted or [], discardable)
         if not plan:
             return True
         insn = space.memory.syscall_insn(task.tid) or inject.syscall_insn_for(ptrace.getregs(task.tid))
@@ -514,6 +531,37 @@ class Supervisor:
             lib.vr_tgkill(space.tgid, task.tid, sig)
         return True
 
+    def _discardable(self, space, lo, hi, companions=None):
+        """Runs of [lo, hi) that `space` may discard now: its exclusive
+        resident pages, plus pages shared copy-on-write whose every sharer
+        is traced and has them volatile (model.cow).  With `companions`, the
+        sharers' matching pages are added there so they are purged too."""
+        runs = space.memory.discardable(lo, hi)
+        others = [sp for sp in self.spaces() if sp is not space and sp.ranges]
+        if not others:
+            return runs
+        shared = space.memory.shared_pages(lo, hi)
+        if not shared:
+            return runs
+        if not shared[0][1]:   # PFNs hidden (no CAP_SYS_ADMIN): keep every shared page
+            if not self._pfn_warned:
+                self._pfn_warned = True
+                self.log("pagemap PFNs are not readable: pages shared copy-on-write "
+                         "are never purged")
+            return runs
+        entries = {id(sp): sp.memory.pagemap(lo, hi) for sp in others}
+        for addr, pfn in shared:
+            i = (addr - lo) >> 12
+            found = [sp for sp in others
+                     if entries[id(sp)][i] & PM_PRESENT and entries[id(sp)][i] & PM_PFN_MASK == pfn]
+            sharers = sharers_if_discardable(addr, space, found, procfs.map_count(pfn))
+            if sharers:
+                runs.append((addr, addr + PAGE))
+                if companions is not None:
+                    for sp in found:
+                        companions.setdefault(sp, []).append((addr, addr + PAGE))
+        return merge_runs(runs)
+
     def _make_trap(self, task, space, insn):
         """Create the userfaultfd that makes purged pages raise SIGBUS: made in
         the program (it binds to its mm), copied out with pidfd_getfd.
@@ -536,6 +584,17 @@ class Supervisor:
             self.log(f"no SIGBUS for purged pages of {space.tgid} ({os.strerror(err)}): "
                      f"they read as zeros")
         return made._replace(results=[(inject.SYS_CLOSE, (fd,))] if fd >= 0 else [])
+
+
+def merge_runs(runs):
+    """Sorted runs with touching or overlapping ones joined."""
+    out = []
+    for start, end in sorted(runs):
+        if out and start <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
+    return out
 
 
 def log_to_stderr(msg):

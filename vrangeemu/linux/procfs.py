@@ -164,6 +164,17 @@ class ProcessMemory:
             raise OSError(-n, os.strerror(-n))
         return [(out[2 * i], out[2 * i + 1]) for i in range(n)]
 
+    def shared_pages(self, start, end):
+        """[(address, pfn)] of resident pages in [start, end) that are not
+        exclusively mapped (COW-shared after fork, or the zero page).  The
+        PFN reads as 0 without CAP_SYS_ADMIN."""
+        max_pages = (end - start) >> PAGE_SHIFT
+        out = ffi.new("uint64_t[]", 2 * max_pages)
+        n = lib.vr_shared_pages(self._pagemap, start, end, out, max_pages)
+        if n < 0:
+            raise OSError(-n, os.strerror(-n))
+        return [(out[2 * i], out[2 * i + 1] & PM_PFN_MASK) for i in range(n)]
+
     def syscall_insn(self, tid):
         """Address of a `syscall` instruction (0f 05) in this space's vDSO, or
         None; read through live task `tid` (the leader may be a zombie)."""
@@ -207,3 +218,18 @@ def comm_of(tid):
             return comm.read().strip()
     except OSError:
         return "?"
+
+
+_kpagecount = None
+
+
+def map_count(pfn):
+    """How many page-table mappings the kernel counts for physical page `pfn`
+    (/proc/kpagecount, root only); 0 if it cannot be read."""
+    global _kpagecount
+    try:
+        if _kpagecount is None:
+            _kpagecount = os.open("/proc/kpagecount", os.O_RDONLY | os.O_CLOEXEC)
+        return int.from_bytes(os.pread(_kpagecount, 8, pfn * 8), "little")
+    except OSError:
+        return 0

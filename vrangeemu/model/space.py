@@ -44,6 +44,10 @@ class AddressSpace:
     # -1 not created yet, -2 not available in this process (then zero-fill).
     trap_fd: int = -1
 
-    def fork(self, tgid, memory):
-        """The child's space after fork: volatility is inherited (v10)."""
-        return AddressSpace(tgid, self.name, memory, self.ranges.copy())
+    def fork(self, tgid, memory, inherit=True):
+        """The child's space after fork: volatility is inherited (v10), or
+        the child starts with none (`inherit=False`, --fork-volatility clear)."""
+        ranges = self.ranges.copy()
+        if not inherit:
+            ranges.clear()
+        return AddressSpace(tgid, self.name, memory, ranges)

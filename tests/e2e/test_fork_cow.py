@@ -1,0 +1,49 @@
+"""fork and copy-on-write: a shared page goes only if every sharer agrees."""
+import pytest
+
+from conftest import vrange_run
+
+
+def scenario(build, mode, *options):
+    proc = vrange_run(*options, build("fork_cow_scenarios"), mode, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout.splitlines()
+
+
+def test_untouched_shared_pages_volatile_in_both_are_purged_in_both(build):
+    # Really freed: neither process has the pages resident after the purge.
+    assert scenario(build, "untouched") == ["child purged=1 resident=0 data=zero",
+                                            "parent purged=1 resident=0 data=zero"]
+
+
+def test_a_child_that_re_pinned_keeps_the_parents_copies_too(build):
+    assert scenario(build, "repins") == ["child purged=0 resident=64 data=ok",
+                                         "parent purged=0 resident=64 data=ok"]
+
+
+def test_after_the_child_writes_both_exclusive_copies_are_purged(build):
+    assert scenario(build, "writes") == ["child purged=1 resident=0 data=zero",
+                                         "parent purged=1 resident=0 data=zero"]
+
+
+def test_fork_volatility_clear_child_starts_pinned_so_shared_pages_stay(build):
+    assert scenario(build, "untouched", "--fork-volatility", "clear") == [
+        "child purged=0 resident=64 data=ok", "parent purged=0 resident=64 data=ok"]
+
+
+@pytest.mark.parametrize("access", ["sigbus", "zero"])
+def test_cow_purge_in_both_access_modes(build, access):
+    assert scenario(build, "untouched", "--purged-access", access)[1] == \
+        "parent purged=1 resident=0 data=zero"
+
+
+def test_review_scenario_hog_child_is_killed_parent_keeps_its_data(build):
+    """26 MiB, every other MiB volatile, fork; the child hogs memory inside the
+    cgroup: the shared volatile MiBs go from both, then the limit hits the hog."""
+    proc = vrange_run("--memory-limit", "48M", build("fork_hog_26mib"), timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[:-1] == [f"mib {i} purged=1 data=zero" if i % 2 == 0 else
+                          f"mib {i} purged=0 data=ok" for i in range(26)]
+    assert lines[-1] == "child killed by signal 9"
+    assert "nothing volatile left to purge" in proc.stderr
