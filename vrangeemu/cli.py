@@ -30,8 +30,9 @@ Pressure comes from (--pressure auto picks the first that applies):
                        of the traced processes against SIZE (budget).
   cgroup               vrange-run's own memory cgroup, if it has a limit.
   psi                  /proc/pressure/memory: memory stalls grow -> purge.
-`kill -USR1 <vrange-run pid>` discards every volatile page now.  Only pages
-that are resident and not shared copy-on-write are discarded; the next
+`kill -USR1 <vrange-run pid>` discards every volatile page now.  Only
+resident pages are discarded; a page shared copy-on-write after fork only if
+every process mapping it has it volatile (then from all of them).  The next
 NONVOLATILE call on them answers purged.  Outside vrange-run the syscall
 fails with ENOSYS.
 

@@ -1,4 +1,6 @@
 """fork and copy-on-write: a shared page goes only if every sharer agrees."""
+import json
+
 import pytest
 
 from conftest import vrange_run
@@ -47,3 +49,27 @@ def test_review_scenario_hog_child_is_killed_parent_keeps_its_data(build):
                           f"mib {i} purged=0 data=ok" for i in range(26)]
     assert lines[-1] == "child killed by signal 9"
     assert "nothing volatile left to purge" in proc.stderr
+
+
+def test_many_threads_on_one_range_tree_agree_with_a_sequential_oracle(build):
+    proc = vrange_run(build("threads_shared_tree_oracle"), 8, 512, 300, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [f"thread {t} pages=64 mismatches=0" for t in range(8)]
+
+
+def test_exec_clears_the_ranges(build):
+    # New memory mapped at the old volatile address after exec must not be
+    # treated as volatile: the purge leaves it alone.
+    proc = vrange_run(build("exec_clears_ranges"), timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "after exec purged=0 intact=64\n"
+
+
+def test_purged_bytes_are_accounted_to_each_sharer(build, tmp_path):
+    report = tmp_path / "stats.json"
+    proc = vrange_run("--stats-json", report, build("fork_cow_scenarios"), "untouched",
+                      timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    processes = json.loads(report.read_text())["processes"]
+    assert sorted(p["purged_bytes"] for p in processes) == [64 * 4096, 64 * 4096]
+    assert sorted(p["purged_answers"] for p in processes) == [1, 1]
