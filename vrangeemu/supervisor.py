@@ -427,7 +427,8 @@ class Supervisor:
             space.pending_purge = None
         companions = {}
         plan, freed = choose_victims(idle, need,
-                                     lambda sp, lo, hi: self._discardable(sp, lo, hi, companions))
+                                     lambda sp, lo, hi: self._discardable(sp, lo, hi, companions),
+                                     self._blocked)
         for space, runs in companions.items():   # COW sharers lose the same pages
             if space.pending_purge is None:
                 plan[space] = merge_runs(plan.get(space, []) + runs)
@@ -531,15 +532,20 @@ class Supervisor:
             lib.vr_tgkill(space.tgid, task.tid, sig)
         return True
 
-    def _discardable(self, space, lo, hi, companions=None):
+    def _blocked(self, space, lo, hi):
+        """True if a resident page of [lo, hi) must stay: shared copy-on-write
+        with a process that still needs it (the zero page aside)."""
+        kept = []
+        self._discardable(space, lo, hi, kept=kept)
+        return bool(kept)
+
+    def _discardable(self, space, lo, hi, companions=None, kept=None):
         """Runs of [lo, hi) that `space` may discard now: its exclusive
         resident pages, plus pages shared copy-on-write whose every sharer
         is traced and has them volatile (model.cow).  With `companions`, the
-        sharers' matching pages are added there so they are purged too."""
+        sharers' matching pages are added there so they are purged too; with
+        `kept`, shared pages that must stay are listed there."""
         runs = space.memory.discardable(lo, hi)
-        others = [sp for sp in self.spaces() if sp is not space and sp.ranges]
-        if not others:
-            return runs
         shared = space.memory.shared_pages(lo, hi)
         if not shared:
             return runs
@@ -548,18 +554,24 @@ class Supervisor:
                 self._pfn_warned = True
                 self.log("pagemap PFNs are not readable: pages shared copy-on-write "
                          "are never purged")
+            if kept is not None:
+                kept.extend(addr for addr, _ in shared)
             return runs
+        others = [sp for sp in self.spaces() if sp is not space and sp.ranges]
         entries = {id(sp): sp.memory.pagemap(lo, hi) for sp in others}
         for addr, pfn in shared:
             i = (addr - lo) >> 12
             found = [sp for sp in others
                      if entries[id(sp)][i] & PM_PRESENT and entries[id(sp)][i] & PM_PFN_MASK == pfn]
-            sharers = sharers_if_discardable(addr, space, found, procfs.map_count(pfn))
+            count = procfs.map_count(pfn)
+            sharers = sharers_if_discardable(addr, space, found, count)
             if sharers:
                 runs.append((addr, addr + PAGE))
                 if companions is not None:
                     for sp in found:
                         companions.setdefault(sp, []).append((addr, addr + PAGE))
+            elif kept is not None and count:   # count 0: the zero page, no data
+                kept.append(addr)
         return merge_runs(runs)
 
     def _make_trap(self, task, space, insn):

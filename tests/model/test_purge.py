@@ -97,3 +97,15 @@ def test_nothing_needed_or_nothing_volatile_plans_nothing():
     assert choose_victims([a], P, everything) == ({}, 0)
     a.ranges.mark(0, P)
     assert choose_victims([a], 0, everything) == ({}, 0)
+
+
+def test_a_full_range_with_a_blocked_page_is_passed_over_whole():
+    a, b = spaces_with_shared_clock(2)
+    a.ranges.mark(0, 4 * P)                 # FULL, oldest
+    b.ranges.mark(0, 4 * P, partial=True)   # PARTIAL
+    blocked = lambda sp, lo, hi: lo <= 2 * P < hi      # page 2 must stay, in both
+    no_page_2 = lambda sp, lo, hi: [r for r in [(lo, min(hi, 2 * P)), (max(lo, 3 * P), hi)]
+                                    if r[0] < r[1]]
+    plan, freed = choose_victims([a, b], 8 * P, no_page_2, blocked)
+    assert a not in plan                                   # all or nothing: nothing
+    assert plan[b] == [(0, 2 * P), (3 * P, 4 * P)] and freed == 3 * P

@@ -147,10 +147,15 @@ class ProcessMemory:
 
     # --- pages -------------------------------------------------------------
     def pagemap(self, start, end):
-        """pagemap entries (uint64 each) for the pages of [start, end)."""
+        """pagemap entries (uint64 each) for the pages of [start, end); all
+        zero (nothing present) once the process is gone."""
         n = (end - start) >> PAGE_SHIFT
         entries = array.array("Q")
-        entries.frombytes(os.pread(self._pagemap, n * 8, (start >> PAGE_SHIFT) * 8))
+        try:
+            entries.frombytes(os.pread(self._pagemap, n * 8, (start >> PAGE_SHIFT) * 8))
+        except OSError:
+            pass
+        entries.extend([0] * (n - len(entries)))
         return entries
 
     def discardable(self, start, end):
@@ -160,8 +165,8 @@ class ProcessMemory:
         max_runs = ((end - start) >> PAGE_SHIFT) // 2 + 1
         out = ffi.new("uint64_t[]", 2 * max_runs)
         n = lib.vr_discardable_runs(self._pagemap, start, end, out, max_runs)
-        if n < 0:
-            raise OSError(-n, os.strerror(-n))
+        if n < 0:   # the process is exiting: its memory goes anyway
+            return []
         return [(out[2 * i], out[2 * i + 1]) for i in range(n)]
 
     def shared_pages(self, start, end):
@@ -171,8 +176,8 @@ class ProcessMemory:
         max_pages = (end - start) >> PAGE_SHIFT
         out = ffi.new("uint64_t[]", 2 * max_pages)
         n = lib.vr_shared_pages(self._pagemap, start, end, out, max_pages)
-        if n < 0:
-            raise OSError(-n, os.strerror(-n))
+        if n < 0:   # the process is exiting
+            return []
         return [(out[2 * i], out[2 * i + 1] & PM_PFN_MASK) for i in range(n)]
 
     def syscall_insn(self, tid):

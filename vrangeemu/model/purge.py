@@ -44,14 +44,17 @@ def purge_runs(ranges, discardable):
     return [run for rng in ranges for run in range_runs(ranges, rng, discardable)]
 
 
-def choose_victims(spaces, need, discardable):
+def choose_victims(spaces, need, discardable, blocked=None):
     """Runs to discard to free at least `need` bytes, oldest range first.
 
     One LRU across all `spaces` (their ranges share one clock), as the
     kernel patches kept one LRU of volatile ranges.  A FULL range is
-    discarded whole; a PARTIAL one loses only the pages still needed,
-    lowest addresses first.  Only discardable pages count as freed.
-    `discardable(space, start, end)` -> one bool per page.
+    discarded whole, and only if every page of it can be: when
+    `blocked(space, start, end)` says a resident page there must stay (a
+    copy-on-write sharer still needs it) the range is passed over.  A
+    PARTIAL range loses only the pages still needed, lowest addresses first,
+    and never the blocked ones.  Only discardable pages count as freed.
+    `discardable(space, start, end)` -> [(start, end)] runs.
     Returns ({space: [(start, end), ...]}, bytes freed).
 
     >>> from vrangeemu.model.ranges import VolatileRanges
@@ -67,6 +70,8 @@ def choose_victims(spaces, need, discardable):
     for _, space, rng in oldest_first:
         if freed >= need:
             break
+        if not rng.partial and blocked and blocked(space, rng.start, rng.end):
+            continue
         runs = range_runs(space.ranges, rng, lambda lo, hi: discardable(space, lo, hi))
         if rng.partial:
             runs = _first_bytes(runs, need - freed)
