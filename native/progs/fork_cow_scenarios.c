@@ -11,6 +11,8 @@
  *   "parent purged=P resident=R data=ok|zero|mixed"
  * resident = pages of A resident right after the purge (mincore), before
  * the re-pin.  data: ok = as that process last wrote it.
+ * On stderr, each also prints "WHO anon_rss_after_purge_kb=N" (RssAnon from
+ * its /proc status right after the purge), for accounting checks.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -24,6 +26,17 @@
 
 #define PAGES 64
 #define LEN (PAGES * 4096)
+
+static void rss_line(const char *who)
+{
+    char line[128];
+    FILE *f = fopen("/proc/self/status", "r");
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "RssAnon:", 8))
+            fprintf(stderr, "%s anon_rss_after_purge_kb=%ld\n", who, atol(line + 8));
+    if (f)
+        fclose(f);
+}
 
 static int resident(char *a)
 {
@@ -70,6 +83,7 @@ int main(int argc, char **argv)
         }
         (void)!write(ready[1], "r", 1);
         (void)!read(purged_pipe[0], &c, 1);   /* the parent's purge is done */
+        rss_line("child");
         report("child", a, expect, resident(a));
         (void)!write(done[1], "d", 1);
         _exit(0);
@@ -82,6 +96,7 @@ int main(int argc, char **argv)
     int p;   /* served after the purge, in every process */
     vrange((unsigned long)a + LEN - 4096, 0 + 4096, VRANGE_VOLATILE, 0, &p);
     int res = resident(a);
+    rss_line("parent");
     (void)!write(purged_pipe[1], "p", 1);
     if (read(done[0], &c, 1) != 1)
         return 4;

@@ -1,5 +1,6 @@
 """fork and copy-on-write: a shared page goes only if every sharer agrees."""
 import json
+import re
 
 import pytest
 
@@ -73,3 +74,12 @@ def test_purged_bytes_are_accounted_to_each_sharer(build, tmp_path):
     processes = json.loads(report.read_text())["processes"]
     assert sorted(p["purged_bytes"] for p in processes) == [64 * 4096, 64 * 4096]
     assert sorted(p["purged_answers"] for p in processes) == [1, 1]
+    # Anonymous RSS right after the purge, as vrange-run recorded it, matches
+    # what each process then read from /proc itself (within the few heap and
+    # stack pages it touched meanwhile).
+    seen = sorted(int(kb) * 1024
+                  for kb in re.findall(r"anon_rss_after_purge_kb=(\d+)", proc.stderr))
+    recorded = sorted(p["anon_rss_after_purge"] for p in processes)
+    assert len(seen) == 2 and all(abs(a - b) <= 16 * 4096 for a, b in zip(seen, recorded)), \
+        (seen, recorded)
+    assert max(seen) < 64 * 4096   # and the purged 256 KiB really left both

@@ -238,3 +238,16 @@ def map_count(pfn):
         return int.from_bytes(os.pread(_kpagecount, 8, pfn * 8), "little")
     except OSError:
         return 0
+
+
+def anon_rss_of(tid):
+    """Resident anonymous bytes of the process of `tid` (RssAnon in
+    /proc/TID/status: what purges change), 0 if gone."""
+    try:
+        with open(f"/proc/{tid}/status") as status:
+            for line in status:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, IndexError, ValueError):
+        pass
+    return 0

@@ -15,9 +15,11 @@ class Stats:
     purged_answers: int = 0   # NONVOLATILE calls that answered "purged"
     volatile_peak: int = 0    # most bytes volatile at once
     resident_volatile_peak: int = 0   # most volatile bytes resident when pressure was seen
+    anon_rss_after_purge: int = 0  # RssAnon (/proc status) right after its last purge
 
     def add(self, other):
-        """Sum `other` into this one (peaks add too: a total's peak is an upper bound)."""
+        """Sum `other` into this one (peaks and RSS add too: a total's peak is
+        an upper bound, and a total RSS counts shared pages once per process)."""
         for f in fields(self):
             setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
