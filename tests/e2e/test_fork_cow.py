@@ -1,10 +1,12 @@
 """fork and copy-on-write: a shared page goes only if every sharer agrees."""
 import json
 import re
+import shutil
+import subprocess
 
 import pytest
 
-from conftest import vrange_run
+from conftest import VRANGE_RUN, vrange_run
 
 
 def scenario(build, mode, *options):
@@ -83,3 +85,16 @@ def test_purged_bytes_are_accounted_to_each_sharer(build, tmp_path):
     assert len(seen) == 2 and all(abs(a - b) <= 16 * 4096 for a, b in zip(seen, recorded)), \
         (seen, recorded)
     assert max(seen) < 64 * 4096   # and the purged 256 KiB really left both
+
+
+@pytest.mark.skipif(not shutil.which("setpriv"), reason="setpriv (util-linux) is not installed")
+def test_without_readable_pfns_shared_pages_are_kept_and_said(build):
+    # Without CAP_SYS_ADMIN the kernel hides pagemap PFNs: sharers cannot be
+    # identified, so a shared page must never go.
+    proc = subprocess.run(["setpriv", "--bounding-set=-sys_admin", "--inh-caps=-sys_admin", "--",
+                           *VRANGE_RUN, "-v", build("fork_cow_scenarios"), "untouched"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["child purged=0 resident=64 data=ok",
+                                        "parent purged=0 resident=64 data=ok"]
+    assert "pagemap PFNs are not readable" in proc.stderr
