@@ -547,6 +547,9 @@ class Supervisor:
         sharers' matching pages are added there so they are purged too; with
         `kept`, shared pages that must stay are listed there."""
         runs = space.memory.discardable(lo, hi)
+        others = [sp for sp in self.spaces() if sp is not space and sp.ranges]
+        if not others and kept is None:   # no one to share a page with: done
+            return runs
         shared = space.memory.shared_pages(lo, hi)
         if not shared:
             return runs
@@ -558,7 +561,6 @@ class Supervisor:
             if kept is not None:
                 kept.extend(addr for addr, _ in shared)
             return runs
-        others = [sp for sp in self.spaces() if sp is not space and sp.ranges]
         entries = {id(sp): sp.memory.pagemap(lo, hi) for sp in others}
         for addr, pfn in shared:
             i = (addr - lo) >> 12
