@@ -325,52 +325,78 @@ int vr_uffd_unregister(int ufd, uint64_t start, uint64_t len)
     return ioctl(ufd, UFFDIO_UNREGISTER, &range) ? -errno : 0;
 }
 
-/* Runs of pages in [start, end) that are present and exclusively mapped
- * (pagemap bits 63 and 56): what a purge may discard.  Writes up to
- * `max_runs` (start, end) pairs to `out`; returns the number of runs, or
- * -errno.  One pass over the pagemap, in 64 Ki-entry reads. */
-int vr_discardable_runs(int pagemap_fd, uint64_t start, uint64_t end, uint64_t *out,
-                        int max_runs)
+/* Call visit(ctx, address, entry) for each page of [start, end), reading
+ * the pagemap in 64 Ki-entry chunks.  Stops early (returning its value) if
+ * visit returns non-zero; returns 0 when done, -errno on a read error. */
+static int scan_pagemap(int fd, uint64_t start, uint64_t end,
+                        int (*visit)(void *ctx, uint64_t addr, uint64_t entry), void *ctx)
 {
     static uint64_t buf[65536];
-    const uint64_t want = (1ull << 63) | (1ull << 56);
-    int runs = 0;
-    uint64_t run_start = 0;
-    int in_run = 0;
     for (uint64_t page = start >> 12; page < end >> 12;) {
         uint64_t n = (end >> 12) - page;
         if (n > 65536)
             n = 65536;
-        ssize_t got = pread(pagemap_fd, buf, n * 8, (off_t)(page * 8));
+        ssize_t got = pread(fd, buf, n * 8, (off_t)(page * 8));
         if (got < 0)
             return -errno;
         if ((uint64_t)got != n * 8)
             return -EIO;
         for (uint64_t i = 0; i < n; i++) {
-            int ok = (buf[i] & want) == want;
-            uint64_t addr = (page + i) << 12;
-            if (ok && !in_run) {
-                run_start = addr;
-                in_run = 1;
-            } else if (!ok && in_run) {
-                if (runs == max_runs)
-                    return -ENOBUFS;
-                out[2 * runs] = run_start;
-                out[2 * runs + 1] = addr;
-                runs++;
-                in_run = 0;
-            }
+            int rc = visit(ctx, (page + i) << 12, buf[i]);
+            if (rc)
+                return rc;
         }
         page += n;
     }
-    if (in_run) {
-        if (runs == max_runs)
-            return -ENOBUFS;
-        out[2 * runs] = run_start;
-        out[2 * runs + 1] = end;
-        runs++;
+    return 0;
+}
+
+struct runs { uint64_t *out; int max, n, open; uint64_t open_at; };
+
+static int add_run(struct runs *r, uint64_t from, uint64_t to)
+{
+    if (r->n == r->max)
+        return -ENOBUFS;
+    r->out[2 * r->n] = from;
+    r->out[2 * r->n + 1] = to;
+    r->n++;
+    return 0;
+}
+
+static int visit_discardable(void *ctx, uint64_t addr, uint64_t entry)
+{
+    struct runs *r = ctx;
+    const uint64_t want = (1ull << 63) | (1ull << 56);   /* present, exclusive */
+    int ok = (entry & want) == want;
+    if (ok && !r->open) {
+        r->open = 1;
+        r->open_at = addr;
+    } else if (!ok && r->open) {
+        r->open = 0;
+        return add_run(r, r->open_at, addr);
     }
-    return runs;
+    return 0;
+}
+
+/* Runs of pages in [start, end) that are present and exclusively mapped
+ * (pagemap bits 63 and 56): what a purge may discard.  Writes up to
+ * `max_runs` (start, end) pairs to `out`; returns the number of runs, or
+ * -errno. */
+int vr_discardable_runs(int pagemap_fd, uint64_t start, uint64_t end, uint64_t *out,
+                        int max_runs)
+{
+    struct runs r = { out, max_runs, 0, 0, 0 };
+    int rc = scan_pagemap(pagemap_fd, start, end, visit_discardable, &r);
+    if (!rc && r.open)
+        rc = add_run(&r, r.open_at, end);
+    return rc ? rc : r.n;
+}
+
+static int visit_shared(void *ctx, uint64_t addr, uint64_t entry)
+{
+    if ((entry >> 63) && !((entry >> 56) & 1))   /* present, not exclusive */
+        return add_run(ctx, addr, entry);
+    return 0;
 }
 
 /* Present pages of [start, end) that are NOT exclusively mapped (shared
@@ -378,27 +404,8 @@ int vr_discardable_runs(int pagemap_fd, uint64_t start, uint64_t end, uint64_t *
  * up to `max`; returns the count or -errno. */
 int vr_shared_pages(int pagemap_fd, uint64_t start, uint64_t end, uint64_t *out, int max)
 {
-    static uint64_t buf[65536];
-    int n_out = 0;
-    for (uint64_t page = start >> 12; page < end >> 12;) {
-        uint64_t n = (end >> 12) - page;
-        if (n > 65536)
-            n = 65536;
-        ssize_t got = pread(pagemap_fd, buf, n * 8, (off_t)(page * 8));
-        if (got < 0)
-            return -errno;
-        if ((uint64_t)got != n * 8)
-            return -EIO;
-        for (uint64_t i = 0; i < n; i++) {
-            if ((buf[i] >> 63) && !((buf[i] >> 56) & 1)) {
-                if (n_out == max)
-                    return -ENOBUFS;
-                out[2 * n_out] = (page + i) << 12;
-                out[2 * n_out + 1] = buf[i];
-                n_out++;
-            }
-        }
-        page += n;
-    }
-    return n_out;
+    struct runs r = { out, max, 0, 0, 0 };
+    int rc = scan_pagemap(pagemap_fd, start, end, visit_shared, &r);
+    return rc ? rc : r.n;
 }
+

@@ -13,6 +13,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "testlib.h"
 #include "vrange.h"
 
 #define LEN (64 * 4096)
@@ -34,8 +35,7 @@ int main(int argc, char **argv)
     if (a != want)
         return 3;   /* the address is taken: nothing to show */
     memset(a, 'n', LEN);
-    const char *sup = getenv("VRANGE_SUPERVISOR_PID");
-    kill(sup ? atoi(sup) : getppid(), SIGUSR1);
+    request_purge();
     int purged = -1;
     vrange((unsigned long)a, LEN, VRANGE_NONVOLATILE, 0, &purged);
     int intact = 0;

@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "testlib.h"
 #include "vrange.h"
 
 #define PAGE 4096
@@ -44,8 +45,7 @@ int main(void)
     printf("child exit=%d\n", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
     printf("system exit=%d\n", WEXITSTATUS(system("exit 3")));
 
-    const char *sup = getenv("VRANGE_SUPERVISOR_PID");
-    kill(sup ? atoi(sup) : getppid(), SIGUSR1);
+    request_purge();
     int purged = -1;
     ssize_t r = vrange((unsigned long)a, len, VRANGE_NONVOLATILE, 0, &purged);
     size_t zero = 0, b_good = 0;

@@ -22,6 +22,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "testlib.h"
 #include "vrange.h"
 
 #define PAGES 64
@@ -91,8 +92,7 @@ int main(int argc, char **argv)
     char c;
     if (read(ready[0], &c, 1) != 1)
         return 3;
-    const char *sup = getenv("VRANGE_SUPERVISOR_PID");
-    kill(sup ? atoi(sup) : getppid(), SIGUSR1);
+    request_purge();
     int p;   /* served after the purge, in every process */
     vrange((unsigned long)a + LEN - 4096, 0 + 4096, VRANGE_VOLATILE, 0, &p);
     int res = resident(a);

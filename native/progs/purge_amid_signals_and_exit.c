@@ -18,17 +18,12 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "testlib.h"
 #include "vrange.h"
 
 static volatile long alarms;
 
 static void on_alarm(int sig) { (void)sig; alarms++; }
-
-static void ask_purge(void)
-{
-    const char *sup = getenv("VRANGE_SUPERVISOR_PID");
-    kill(sup ? atoi(sup) : getppid(), SIGUSR1);
-}
 
 static void *exit_soon(void *arg)
 {
@@ -48,7 +43,7 @@ int main(int argc, char **argv)
         pthread_t th;
         pthread_create(&th, NULL, exit_soon, NULL);
         for (;;) {   /* purge after purge until the other thread ends us */
-            ask_purge();
+            request_purge();
             int purged;
             vrange((unsigned long)a, len, VRANGE_NONVOLATILE, 0, &purged);
             memset(a, 1, len);
@@ -62,7 +57,7 @@ int main(int argc, char **argv)
     for (; rounds < 10; rounds++) {
         memset(a, 1, len);
         vrange((unsigned long)a, len, VRANGE_VOLATILE, 0, NULL);
-        ask_purge();
+        request_purge();
         int purged = 0;
         while (vrange((unsigned long)a, len, VRANGE_NONVOLATILE, 0, &purged) < 0)
             ;   /* EINTR from the timer: ask again */

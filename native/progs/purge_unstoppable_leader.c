@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "testlib.h"
 #include "vrange.h"
 
 #define LEN (64 * 4096)
@@ -24,8 +25,7 @@ static char *a;
 
 static void purge_and_repin(void)
 {
-    const char *sup = getenv("VRANGE_SUPERVISOR_PID");
-    kill(sup ? atoi(sup) : getppid(), SIGUSR1);
+    request_purge();
     int purged = -1;
     ssize_t r = vrange((unsigned long)a, LEN, VRANGE_NONVOLATILE, 0, &purged);
     size_t zero = 0;

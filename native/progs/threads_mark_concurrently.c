@@ -18,6 +18,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "testlib.h"
 #include "vrange.h"
 
 #define PAGE 4096
@@ -91,12 +92,9 @@ int main(int argc, char **argv)
         pthread_create(&w[i].th, NULL, work, &w[i]);
     }
     pthread_barrier_wait(&marked);
-    const char *sup = getenv("VRANGE_SUPERVISOR_PID");
-    kill(sup ? atoi(sup) : getppid(), SIGUSR1);
-    /* Barrier call: a purge requested before a call is done before it. */
-    static char barrier[PAGE] __attribute__((aligned(PAGE)));
-    int p;
-    vrange((unsigned long)barrier, PAGE, VRANGE_NONVOLATILE, 0, &p);
+    /* The workers' next calls come after kill() returned: vrange-run serves
+     * the purge before any of them. */
+    request_purge();
     pthread_barrier_wait(&purged_done);
     for (int i = 0; i < n; i++) {
         pthread_join(w[i].th, NULL);

@@ -34,6 +34,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "testlib.h"
 #include "vrange.h"
 
 #define PAGE 4096
@@ -178,8 +179,7 @@ int main(void)
         } else if (!strcmp(op, "purge")) {
             /* The supervisor serves a purge it was asked for before any later
              * call of this process, so the barrier makes it synchronous. */
-            const char *sup = getenv("VRANGE_SUPERVISOR_PID");
-            kill(sup ? atoi(sup) : getppid(), SIGUSR1);
+            request_purge();
             static char barrier[2 * PAGE] __attribute__((aligned(PAGE)));
             int p;
             call((unsigned long)barrier, PAGE, VRANGE_NONVOLATILE, 0, &p);
