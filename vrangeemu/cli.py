@@ -116,10 +116,9 @@ def main(argv=None):
     profile = PROFILES[opts.abi]
     if opts.syscall_nr is not None:
         profile = profile.with_nr(opts.syscall_nr)
-    if profile.nr in CLAIMED:
-        note = f"--abi {profile.name}: syscall {profile.nr} ({CLAIMED[profile.nr]}) is vrange for this program"
-        if opts.verbose:
-            log_to_stderr(note)
+    if profile.nr in CLAIMED and opts.verbose:
+        log_to_stderr(f"--abi {profile.name}: syscall {profile.nr} ({CLAIMED[profile.nr]}) "
+                      "is vrange for this program")
     os.environ["VRANGE_SYSCALL_NR"] = str(profile.nr)
     os.environ["VRANGE_ABI"] = profile.name
     os.environ["VRANGE_SUPERVISOR_PID"] = str(os.getpid())   # for `kill -USR1`

@@ -91,10 +91,11 @@ class Supervisor(Purging):
         error it prints the traceback, stops tracing and waits for the program
         (whose vrange calls then fail with ENOSYS), never leaving it stopped."""
         sigs = ffi.new("int[]", [signal.SIGCHLD, signal.SIGUSR1, *FORWARDED])
-        sigfd = lib.vr_signalfd(sigs, len(sigs))
-        if sigfd < 0:
-            raise SetupError(f"signalfd: {os.strerror(-sigfd)}")
+        sigfd = -1
         try:
+            sigfd = lib.vr_signalfd(sigs, len(sigs))
+            if sigfd < 0:
+                raise SetupError(f"signalfd: {os.strerror(-sigfd)}")
             self.spawn()
             return self._loop(sigfd)
         except SetupError:
@@ -107,7 +108,8 @@ class Supervisor(Purging):
         finally:
             if self.listener:
                 self.listener.close()
-            os.close(sigfd)
+            if sigfd >= 0:
+                os.close(sigfd)
             for task in list(self.tasks.values()):
                 self._forget(task.tid)
             if self.pressure:
