@@ -57,7 +57,35 @@ class Readings:
         return dict(vars(self))
 
 
-class CgroupSource:
+class _UsageSource:
+    """Bytes in use against a limit's watermarks: purge from the high mark
+    down to the low one; poll fast only within reach of the high mark."""
+
+    def __init__(self, name, limit):
+        self.name = name
+        self.limit = limit
+        self.high, self.low = watermarks(limit)
+        self.readings = Readings(name, limit, self.high, self.low)
+        self.fds = []
+        self._usage = 0
+
+    def over(self, usage):
+        """Record a reading; bytes to free (0 below the high mark)."""
+        self._usage = usage
+        self.readings.saw(usage, usage >= self.high)
+        return usage - self.low if usage >= self.high else 0
+
+    def timeout(self):
+        return BUSY_POLL if self._usage >= self.high // 2 else IDLE_POLL
+
+    def exhausted(self):
+        pass
+
+    def close(self):
+        pass
+
+
+class CgroupSource(_UsageSource):
     """A memory cgroup's usage against watermarks (v2 or v1).
 
     If `limit` is ours to enforce (--memory-limit), the cgroup is held with
@@ -66,26 +94,22 @@ class CgroupSource:
     left to purge (`exhausted`)."""
 
     def __init__(self, cgroup, limit, owned=False, log=print, warn=print):
+        super().__init__(f"cgroup v{cgroup.version} {cgroup.path}", limit)
         self.cgroup = cgroup
         self.warn = warn
-        self.limit = limit
-        self.high, self.low = watermarks(limit)
         self.hard = limit + max(limit // 4, 16 * MiB)   # kernel backstop while purging
         self.owned = owned
         self.log = log
         self.reliefs = 0        # v1: times the hard limit was raised to let paused tasks go
         self.enforced = False
-        self.name = f"cgroup v{cgroup.version} {cgroup.path}"
-        self.readings = Readings(self.name, limit, self.high, self.low)
         if owned:
             cgroup.hold_at(self.high, self.hard)
-        self.fds = cgroup.event_fds(self.high) if owned else []
-        self._usage = 0
+            self.fds = cgroup.event_fds(self.high)
 
     def need(self):
-        usage = self._usage = self.cgroup.usage()
-        self.readings.saw(usage, usage >= self.high)
-        if usage < self.high:
+        usage = self.cgroup.usage()
+        need = self.over(usage)
+        if not need:
             if self.reliefs:
                 self.cgroup.raise_hard(self.hard)
                 self.reliefs = 0
@@ -104,10 +128,7 @@ class CgroupSource:
                 self.log("tasks paused at the limit: hard limit raised to purge")
             else:
                 self.exhausted()
-        return usage - self.low
-
-    def timeout(self):
-        return BUSY_POLL if self._usage >= self.high // 2 else IDLE_POLL
+        return need
 
     def exhausted(self):
         """Nothing volatile is left to free: let the kernel enforce the limit."""
@@ -127,19 +148,14 @@ class CgroupSource:
             self.warn(f"could not remove {self.cgroup.path}")
 
 
-class BudgetSource:
+class BudgetSource(_UsageSource):
     """Summed RSS of the traced processes against a budget (no cgroup).
 
     COW-shared pages count once per process, as RSS does."""
 
     def __init__(self, limit, tgids, log=print):
-        self.limit = limit
-        self.high, self.low = watermarks(limit)
+        super().__init__(f"RSS budget {limit >> 20} MiB", limit)
         self.tgids = tgids   # callable: the traced processes now
-        self.fds = []
-        self.name = f"RSS budget {limit >> 20} MiB"
-        self.readings = Readings(self.name, limit, self.high, self.low)
-        self._usage = 0
 
     def usage(self):
         total = 0
@@ -151,18 +167,7 @@ class BudgetSource:
         return total
 
     def need(self):
-        usage = self._usage = self.usage()
-        self.readings.saw(usage, usage >= self.high)
-        return usage - self.low if usage >= self.high else 0
-
-    def timeout(self):
-        return BUSY_POLL if self._usage >= self.high // 2 else IDLE_POLL
-
-    def exhausted(self):
-        pass
-
-    def close(self):
-        pass
+        return self.over(self.usage())
 
 
 class PsiSource:
