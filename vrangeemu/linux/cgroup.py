@@ -16,7 +16,7 @@ UNLIMITED = 1 << 62   # what "no limit" reads as (v1: PAGE_COUNTER_MAX pages; v2
 def _mounts(path="/proc/mounts"):
     with open(path) as mounts:
         for line in mounts:
-            dev, mnt, fstype, opts = line.split()[:4]
+            _, mnt, fstype, opts = line.split()[:4]
             yield mnt, fstype, opts.split(",")
 
 

@@ -13,7 +13,6 @@ from ..model.vma import ANON, FILE, LOCKED, SHARED, SPECIAL, Vma
 
 PAGE_SHIFT = 12
 PM_PRESENT = 1 << 63
-PM_EXCLUSIVE = 1 << 56
 PM_PFN_MASK = (1 << 55) - 1
 _MAPS_LINE = re.compile(r"([0-9a-f]+)-([0-9a-f]+) (\S{4}) \S+ (\S+):(\S+) (\d+)\s*(.*)")
 

@@ -13,8 +13,6 @@ from ptrace.binding import func as _pt
 PTRACE_CONT = 7
 PTRACE_SINGLESTEP = 9
 PTRACE_DETACH = 17
-PTRACE_GETEVENTMSG = 0x4201
-PTRACE_SEIZE = 0x4206
 PTRACE_INTERRUPT = 0x4207
 PTRACE_LISTEN = 0x4208
 
@@ -73,10 +71,6 @@ def decode(tid, status):
 
 def request(command, tid, addr=0, data=0):
     return _pt.ptrace(command, tid, addr, data)
-
-
-def seize(tid, options=SEIZE_OPTIONS):
-    request(PTRACE_SEIZE, tid, 0, options)
 
 
 def interrupt(tid):
