@@ -20,6 +20,7 @@
 #include <linux/userfaultfd.h>
 #include <linux/seccomp.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/signalfd.h>
@@ -104,17 +105,37 @@ static void child(const char *file, char *const argv[], int action, int nr,
     signal(SIGXFSZ, SIG_DFL);
 
     /* Untrapped syscalls must never stop: the filter returns ALLOW for
-     * everything but the one number on the native architecture. */
-    struct sock_filter prog[] = {
+     * everything but the vrange number on the native architecture and, with
+     * user notification, the calls that lock memory (mlock, mlock2,
+     * mlockall, mmap with MAP_LOCKED).  Those are let through at once
+     * (FLAG_CONTINUE); seeing them spares every VOLATILE call a lock check. */
+    struct sock_filter notify_prog[] = {
+        /* 0 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+        /* 1 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 0, 8),   /* -> 10 */
+        /* 2 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        /* 3 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)nr, 7, 0),        /* -> 11 */
+        /* 4 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_mlock, 6, 0),
+        /* 5 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_mlockall, 5, 0),
+        /* 6 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_mlock2, 4, 0),
+        /* 7 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_mmap, 0, 2),            /* -> 10 */
+        /* 8 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[3])),
+        /* 9 */ BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, MAP_LOCKED, 1, 0),        /* -> 11 */
+        /* 10 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        /* 11 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
+    };
+    struct sock_filter trace_prog[] = {
         BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
         BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 0, 3),
         BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
         BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)nr, 0, 1),
-        BPF_STMT(BPF_RET | BPF_K, action == VR_TRAP_NOTIFY ? SECCOMP_RET_USER_NOTIF
-                                                          : SECCOMP_RET_TRACE),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_TRACE),
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
     };
-    struct sock_fprog fprog = { sizeof prog / sizeof prog[0], prog };
+    struct sock_fprog fprog = { sizeof trace_prog / sizeof trace_prog[0], trace_prog };
+    if (action == VR_TRAP_NOTIFY) {
+        fprog.len = sizeof notify_prog / sizeof notify_prog[0];
+        fprog.filter = notify_prog;
+    }
 
     /* Join the memory cgroup first: every page the program touches is charged. */
     if (cgroup_procs) {

@@ -59,3 +59,43 @@ int vr_uffd_unregister(int ufd, uint64_t start, uint64_t len);
 int vr_discardable_runs(int pagemap_fd, uint64_t start, uint64_t end, uint64_t *out,
                         int max_runs);
 int vr_shared_pages(int pagemap_fd, uint64_t start, uint64_t end, uint64_t *out, int max);
+
+/* fastpath.c: the native receive/answer loop for calls that need no decision. */
+#define VR_FAST_TIMEOUT 0   /* the timeout passed */
+#define VR_FAST_READY 1     /* another fd is readable (or a lock call needs Python) */
+#define VR_FAST_SLOW 2      /* `slow` holds a received call for Python to answer */
+#define VR_FAST_HUP 3       /* no process holds the filter any more */
+#define VR_FAST_FULL 4      /* the log is full */
+#define VR_OP_VOLATILE 1
+#define VR_OP_NONVOLATILE 2
+#define VR_OP_LOCK 3        /* the task called mlock/mlock2/mlockall/mmap(MAP_LOCKED) */
+
+struct vr_fast_profile {
+    int32_t nr;
+    int32_t mode_volatile;
+    int32_t mode_nonvolatile;
+    int32_t returns_purged;   /* v7: returns 0/1, not bytes */
+    int32_t purged_arg;       /* -1 if none */
+    int32_t flags_arg;
+    int32_t behavior_arg;
+    uint32_t allowed_flags;
+    uint64_t user_end;
+};
+
+struct vr_fast_op {
+    uint64_t start;
+    uint64_t end;
+    int32_t tid;
+    int32_t slot;      /* -1: the task was not known */
+    int32_t kind;      /* VR_OP_* */
+    int32_t partial;
+};
+
+int vr_fast_init(void);
+int vr_fast_slot(int slot, int maps_fd, int lock_check);
+void vr_fast_bind(int tid, int slot);
+void vr_fast_set_lock_check(int slot, int on);
+int vr_fast_set_purged(int slot, const uint64_t *runs, int n);
+int vr_fast_serve(const struct vr_fast_profile *p, int listener, const int *fds, int nfds,
+                  int timeout_ms, short *revents, struct vr_fast_op *ops, int max_ops,
+                  int *nops, struct seccomp_notif *slow);

@@ -25,7 +25,7 @@ def serve(space, profile, args, write_purged):
     """Answer one call of `profile` with raw `args` for `space`.
 
     `space` has `.ranges` (VolatileRanges), `.memory` (a ProcessMemory-like
-    view: vmas(), mark_locked()) and `.stats`; `write_purged(addr, value)`
+    view: vmas(), mark_locked()), `.may_lock` and `.stats`; `write_purged(addr, value)`
     writes the caller's `int *purged` and returns 0 or a positive errno.
     """
     call = profile.decode(args)
@@ -34,7 +34,7 @@ def serve(space, profile, args, write_purged):
     end = call.start + call.length
     volatile = call.mode == VOLATILE
     vmas = space.memory.vmas(call.start, end)
-    if volatile:
+    if volatile and space.may_lock:   # else no mlock was ever seen (see fastloop)
         vmas = space.memory.mark_locked(vmas)
     processed, err = extent(call.start, end, vmas, volatile)
     if err:
@@ -48,17 +48,23 @@ def serve(space, profile, args, write_purged):
         return _refuse(space, errno.EFAULT)
 
     def commit():
-        stats = space.stats
-        stats.calls += 1
-        if volatile:
-            space.ranges.mark(call.start, stop, call.partial)
-            stats.marked_bytes += processed
-            stats.volatile_peak = max(stats.volatile_peak, space.ranges.volatile_bytes)
-        else:
-            space.ranges.unmark(call.start, stop)
-            stats.purged_answers += purged
+        apply(space, volatile, call.start, stop, call.partial, purged)
     return Answer(profile.encode(call, Reply(processed, purged)), 0, commit,
                   (call.start, stop) if purged else None)
+
+
+def apply(space, volatile, start, stop, partial=False, purged=False):
+    """The model change of one answered call that processed [start, stop)
+    (also for the calls the native loop answered)."""
+    stats = space.stats
+    stats.calls += 1
+    if volatile:
+        space.ranges.mark(start, stop, partial)
+        stats.marked_bytes += stop - start
+        stats.volatile_peak = max(stats.volatile_peak, space.ranges.volatile_bytes)
+    else:
+        space.ranges.unmark(start, stop)
+        stats.purged_answers += purged
 
 
 def _refuse(space, err):

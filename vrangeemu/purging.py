@@ -163,6 +163,7 @@ class Purging:
                 self.log(f"madvise({start:#x}, {end - start}) in {task.tid}: "
                          f"{os.strerror(-result)}")
         space.stats.purged_bytes += freed
+        self._mirror(space)
         space.stats.anon_rss_after_purge = procfs.anon_rss_of(task.tid)
         self.log(f"purged {freed} bytes in {len(done.results)} runs from {space.tgid}")
         if done.death is not None:

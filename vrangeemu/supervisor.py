@@ -15,7 +15,7 @@ import sys
 import time
 import traceback
 
-from . import calls, spawn
+from . import calls, fastloop, spawn
 from ._native import ffi, lib
 from .linux import procfs, ptrace
 from .linux.notify import Listener
@@ -65,6 +65,7 @@ class Supervisor(Purging):
         self.main_pid = None
         self.main_status = None  # ptrace.Stop of the program's own exit
         self.listener = None
+        self.fast = None         # the native loop (fastloop.FastLoop) in notify mode
         self.clock = itertools.count(1).__next__   # one LRU across all spaces
         self.deferred = []       # (tid, status) reaped during an injection, not yet handled
         self.pressure = None     # a pressure source (see pressure.py), set before run()
@@ -82,6 +83,13 @@ class Supervisor(Purging):
         self.tasks[started.pid] = Task(started.pid, None, starting=False)
         if started.listener >= 0:
             self.listener = Listener(started.listener)
+            if os.environ.get("VRANGEEMU_FASTPATH", "1") != "0":
+                self.fast = fastloop.FastLoop(started.listener, self.profile)
+
+    @property
+    def locks_trapped(self):
+        """The filter reports mlock & co (notify mode): spaces start with may_lock False."""
+        return self.listener is not None
 
     # --- the loop -------------------------------------------------------------
     def run(self):
@@ -106,6 +114,8 @@ class Supervisor(Purging):
                   "(its calls now fail with ENOSYS)", file=sys.stderr)
             return self.abandon()
         finally:
+            if self.fast:
+                self.fast.close()
             if self.listener:
                 self.listener.close()
             if sigfd >= 0:
@@ -116,20 +126,23 @@ class Supervisor(Purging):
                 self.pressure.close()
 
     def _loop(self, sigfd):
-        """The one loop: signals (and ptrace stops) first, then one call."""
+        """The one loop: signals (and ptrace stops) first, then calls."""
         poller = select.poll()
-        poller.register(sigfd, select.POLLIN)
-        if self.listener:
-            poller.register(self.listener.fd, select.POLLIN)
         events = self.pressure.fds if self.pressure else []
-        for fd in events:
+        for fd in [sigfd, *events]:
             poller.register(fd, select.POLLIN)
+        if self.listener and not self.fast:
+            poller.register(self.listener.fd, select.POLLIN)
         self._drain_stops()
         while self.tasks:
-            timeout = None
+            timeout = -1
             if self.pressure:
                 timeout = max(0, int((self._pressure_due - time.monotonic()) * 1000) + 1)
-            ready = dict(poller.poll(timeout))
+            call = None
+            if self.fast:
+                ready, call = self._serve_fast([sigfd, *events], timeout)
+            else:
+                ready = dict(poller.poll(timeout))
             # Signals first: a purge asked for (SIGUSR1) before a call is
             # served before that call.
             if sigfd in ready:
@@ -137,15 +150,40 @@ class Supervisor(Purging):
                 self._await_purges(sigfd)
             if self.listener and self.listener.fd in ready:
                 if ready[self.listener.fd] & select.POLLIN:
-                    self._on_call()
+                    call = self.listener.recv()
                 else:   # POLLHUP: no process holds the filter any more
                     poller.unregister(self.listener.fd)
+            if call:
+                self._on_call(call)
             fired = [fd for fd in events if fd in ready]
             for fd in fired:
                 os.read(fd, 8)    # eventfd: clear it
             if self.pressure and (fired or time.monotonic() >= self._pressure_due):
                 self._check_pressure()
         return self.main_status
+
+    def _serve_fast(self, fds, timeout):
+        """Let the native loop serve calls; returns (ready fds, a call it
+        handed back or None).  The model is current when this returns."""
+        why, ready, call = self.fast.serve(fds, timeout, self._apply_served)
+        if why == fastloop.HUP:   # no process holds the filter any more
+            self.fast.close()
+            self.fast = None
+        return dict.fromkeys(ready, select.POLLIN), call
+
+    def _apply_served(self, ops):
+        """Apply calls the native loop answered (maybe in its worker thread:
+        touches the model only, never ptrace)."""
+        for op in ops:
+            if op.kind == fastloop.LOCK:
+                # A task not adopted yet comes last in its log (see fastpath.c),
+                # and that log is applied here in the main thread.
+                space = self.fast.space(op.slot) if op.slot >= 0 else self._space_of(op.tid)
+                if space is not None:
+                    self._note_lock(space)
+            else:
+                calls.apply(self.fast.space(op.slot), op.kind == fastloop.VOLATILE,
+                            op.start, op.end, op.partial)
 
     def _on_signals(self, sigfd):
         """Called when the signalfd is readable: SIGCHLD, SIGUSR1, forwarded ones."""
@@ -179,13 +217,17 @@ class Supervisor(Purging):
                 # killed meanwhile: its exit status is still to come
 
     # --- trapped calls -------------------------------------------------------------
-    def _on_call(self):
-        """Called when the listener is readable: answer one vrange call."""
-        got = self.listener.recv()
-        if got is None:
+    def _on_call(self, call):
+        """Answer one received vrange call (id, tid, nr, args) in Python."""
+        if call is None:
             return
-        notif_id, tid, _, args = got
+        notif_id, tid, nr, args = call
         space = self._space_of(tid)
+        if nr != self.profile.nr:   # mlock & co (see locks_trapped): note it, let it run
+            if space is not None:
+                self._note_lock(space)
+            self.listener.send(notif_id, 0, 0, continue_=True)
+            return
         if space is None:   # not a task we know: refuse rather than guess
             self.listener.send(notif_id, 0, errno.ENOSYS)
             return
@@ -198,6 +240,22 @@ class Supervisor(Purging):
         self._unpin_purged(space, answer)
         if self.listener.send(notif_id, answer.value, answer.error) and answer.commit:
             answer.commit()
+            if answer.repinned_purged:
+                self._mirror(space)
+
+    def _note_lock(self, space):
+        space.may_lock = True
+        if self.fast:
+            self.fast.set_may_lock(space)
+
+    def _mirror_new(self, space):
+        if self.fast:
+            self.fast.add(space)
+
+    def _mirror(self, space):
+        """The purged pages of `space` changed: tell the native loop."""
+        if self.fast:
+            self.fast.sync_purged(space)
 
     def _serve(self, space, tid, args, write_purged):
         try:
@@ -282,8 +340,12 @@ class Supervisor(Purging):
         if not shares_mm:
             space = parent.space.fork(tid, ProcessMemory(tid),
                                       inherit=self.fork_volatility == "inherit")
+            space.may_lock = not self.locks_trapped   # locks are not inherited
+            self._mirror_new(space)
             self.log(f"fork: {parent.tid} -> {tid}, {len(space.ranges)} ranges inherited")
         space.tids.add(tid)
+        if self.fast:
+            self.fast.bind(tid, space)
         task = Task(tid, space)
         self.tasks[tid] = task
         if event == ptrace.EVENT_VFORK:
@@ -304,7 +366,11 @@ class Supervisor(Purging):
             self._leave(task)
         name = procfs.comm_of(task.tid)
         task.space = AddressSpace(task.tid, name, ProcessMemory(task.tid),
-                                  VolatileRanges(self.clock), tids={task.tid})
+                                  VolatileRanges(self.clock), tids={task.tid},
+                                  may_lock=not self.locks_trapped)
+        self._mirror_new(task.space)
+        if self.fast:
+            self.fast.bind(task.tid, task.space)
         self.log(f"exec: {task.tid} is now {name}")
 
     def _on_exit(self, stop):
@@ -334,7 +400,11 @@ class Supervisor(Purging):
         space = task.space
         space.tids.discard(task.tid)
         task.space = None
+        if self.fast:
+            self.fast.unbind(task.tid)
         if not space.tids:
+            if self.fast:
+                self.fast.drop(space)
             space.memory.close()
             if space.trap_fd >= 0:
                 os.close(space.trap_fd)

@@ -4,7 +4,8 @@
  * printed answers, so every argument rule is exercised by a real traced
  * program.  Regions are named by a letter; offsets and lengths in pages.
  *
- *   map R PAGES KIND     KIND: anon | anon32 (below 4 GiB) | shared | file | locked | ro
+ *   map R PAGES KIND     KIND: anon | anon32 (below 4 GiB) | shared | file | ro |
+ *                        locked (mlock after mmap) | maplocked (mmap MAP_LOCKED)
  *   fill R SEED          write a pattern derived from SEED into every page
  *   check R SEED [OFF N] print "check R good=G zero=Z bad=B" (pages; all or OFF..OFF+N)
  *   vol R OFF N [ARG]    mark volatile (ARG: flags / behavior, default 0)
@@ -14,6 +15,8 @@
  *   badptr vol|nonvol R OFF N   call with a read-only `purged` pointer
  *   unmap R OFF N        punch a hole
  *   mlock R OFF N
+ *   mlockall             mlockall(MCL_CURRENT | MCL_FUTURE)
+ *   munlockall
  *   fork-pin R           fork a child that re-pins its copy of R and keeps it
  *                        (COW-shared with us) until we exit
  *   purge                SIGUSR1 to vrange-run, then a barrier call
@@ -103,7 +106,8 @@ int main(void)
             }
             region[r] = mmap(NULL, n * PAGE, prot,
                              (shared ? MAP_SHARED : MAP_PRIVATE) | (fd < 0 ? MAP_ANONYMOUS : 0) |
-                                 (strcmp(kind, "anon32") ? 0 : MAP_32BIT),
+                                 (strcmp(kind, "anon32") ? 0 : MAP_32BIT) |
+                                 (strcmp(kind, "maplocked") ? 0 : MAP_LOCKED),
                              fd, 0);
             if (region[r] == MAP_FAILED)
                 return 3;
@@ -176,6 +180,11 @@ int main(void)
             r = name[0] - 'A';
             if (mlock(region[r] + off * PAGE, n * PAGE))
                 return 4;
+        } else if (!strcmp(op, "mlockall")) {
+            if (mlockall(MCL_CURRENT | MCL_FUTURE))
+                return 4;
+        } else if (!strcmp(op, "munlockall")) {
+            munlockall();
         } else if (!strcmp(op, "purge")) {
             /* The supervisor serves a purge it was asked for before any later
              * call of this process, so the barrier makes it synchronous. */

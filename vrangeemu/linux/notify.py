@@ -26,9 +26,11 @@ class Listener:
         """True while the calling thread still waits for this answer."""
         return lib.vr_notif_id_valid(self.fd, notif_id) == 0
 
-    def send(self, notif_id, value, err=0):
-        """Answer a call; False if the caller is gone (ENOENT)."""
-        rc = lib.vr_notif_send(self.fd, notif_id, value, -err, 0)
+    def send(self, notif_id, value, err=0, continue_=False):
+        """Answer a call (or, with `continue_`, let the real syscall run);
+        False if the caller is gone (ENOENT)."""
+        flags = lib.SECCOMP_USER_NOTIF_FLAG_CONTINUE if continue_ else 0
+        rc = lib.vr_notif_send(self.fd, notif_id, value, -err, flags)
         if rc and rc != -errno.ENOENT:
             raise OSError(-rc, os.strerror(-rc))
         return rc == 0

@@ -48,6 +48,11 @@ class ProcessMemory:
                 os.close(fd)
         self._maps = self._status = self._pagemap = None
 
+    @property
+    def maps_fd(self):
+        """The open /proc/TGID/maps (PROCMAP_QUERY), -1 once closed."""
+        return -1 if self._maps is None else self._maps
+
     # --- VMAs --------------------------------------------------------------
     def vmas(self, start, end):
         """VMAs meeting [start, end), clipped to it, in address order.

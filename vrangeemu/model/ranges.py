@@ -14,8 +14,7 @@ validates them, so nothing here does.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterator, NamedTuple
 
 from sortedcontainers import SortedDict
 
@@ -23,12 +22,12 @@ PAGE = 4096
 __all__ = ["PAGE", "Range", "VolatileRanges"]
 
 
-@dataclass(frozen=True, slots=True, repr=False)
-class Range:
+class Range(NamedTuple):
     """One volatile range ``[start, end)`` with its LRU stamp and PARTIAL flag.
 
-    Frozen: VolatileRanges replaces ranges instead of editing them, so the LRU
-    index keyed by ``(stamp, start)`` never goes stale.
+    Immutable: VolatileRanges replaces ranges instead of editing them, so the
+    LRU index keyed by ``(stamp, start)`` never goes stale.  A NamedTuple, as
+    it is made on every call and is cheaper to make than a frozen dataclass.
 
     >>> r = Range(0x1000, 0x3000, stamp=7, partial=True)
     >>> r, r.size
@@ -59,19 +58,36 @@ def _int_end(e: int) -> int:
 
 
 def _hits(d: SortedDict, start: int, end: int, end_of: Callable,
-          touch: bool = False) -> Iterator[int]:
-    """Yield, in order, the keys of the disjoint intervals in ``d`` (start ->
+          touch: bool = False) -> list[int]:
+    """The keys, in order, of the disjoint intervals in ``d`` (start ->
     value, ``end_of(value)`` is the end) sharing a page with [start, end), or
     with ``touch`` also those merely adjacent to it.  O(log n + k).
+
+    Indexing the keys beats ``islice`` by ~4x for the usual k of 0-2: this
+    runs once or twice per vrange call.
     """
-    # Only the last interval starting before `start` can reach into it.
-    i = max(d.bisect_left(start) - 1, 0)
-    for key in d.islice(i):
-        if key > end or (key == end and not touch):
-            break
+    keys = d.keys()
+    i = d.bisect_left(start)
+    out = []
+    if i:   # only the last interval starting before `start` can reach into it
+        key = keys[i - 1]
         e = end_of(d[key])
         if e > start or (touch and e == start):
-            yield key
+            out.append(key)
+    n = len(keys)
+    while i < n:
+        key = keys[i]
+        if key > end or (key == end and not touch):
+            break
+        out.append(key)
+        i += 1
+    return out
+
+
+def _lru_key(r: Range) -> int:
+    # (stamp, start) as one int: stamps first, then starts (< 2**56); ints
+    # compare and hash faster than tuples.
+    return r.stamp << 56 | r.start
 
 
 class VolatileRanges:
@@ -105,12 +121,12 @@ class VolatileRanges:
 
     def _add(self, r: Range) -> None:
         self._ranges[r.start] = r
-        self._lru[r.stamp, r.start] = r
+        self._lru[_lru_key(r)] = r
         self._volatile_bytes += r.size
 
     def _drop(self, r: Range) -> None:
         del self._ranges[r.start]
-        del self._lru[r.stamp, r.start]
+        del self._lru[_lru_key(r)]
         self._volatile_bytes -= r.size
 
     def mark(self, start: int, end: int, partial: bool = False) -> None:
@@ -188,7 +204,7 @@ class VolatileRanges:
 
     def _purge(self, start: int, end: int) -> int:
         """Add [start, end) to the purged set; return the bytes it added."""
-        keys = list(_hits(self._purged, start, end, _int_end, touch=True))
+        keys = _hits(self._purged, start, end, _int_end, touch=True)
         new = end - start
         for s in keys:
             e = self._purged.pop(s)
@@ -202,7 +218,7 @@ class VolatileRanges:
     def _unpurge(self, start: int, end: int) -> int:
         """Remove [start, end) from the purged set; return the bytes it removed."""
         removed = 0
-        for s in list(_hits(self._purged, start, end, _int_end)):
+        for s in _hits(self._purged, start, end, _int_end):
             e = self._purged.pop(s)
             removed += min(e, end) - max(s, start)
             if s < start:
@@ -232,7 +248,7 @@ class VolatileRanges:
 
     def is_purged(self, start: int, end: int) -> bool:
         """True iff any page of [start, end) is purged.  O(log n)."""
-        return next(_hits(self._purged, start, end, _int_end), None) is not None
+        return bool(_hits(self._purged, start, end, _int_end))
 
     def unpurged_intervals(self, rng: Range) -> list[tuple[int, int]]:
         """The parts of ``rng`` not yet purged, in address order.  O(log n + k).
@@ -285,7 +301,7 @@ class VolatileRanges:
             assert isinstance(r, Range) and key == r.start < r.end, r
             assert r.start % PAGE == 0 and r.end % PAGE == 0, r
             assert r.start >= prev_end, f"overlap before {r}"
-            assert self._lru.get((r.stamp, r.start)) is r, f"LRU misses {r}"
+            assert self._lru.get(_lru_key(r)) is r, f"LRU misses {r}"
             prev_end, total = r.end, total + r.size
         assert len(self._lru) == len(self._ranges), "stale LRU entries"
         assert total == self._volatile_bytes, (total, self._volatile_bytes)

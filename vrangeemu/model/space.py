@@ -45,6 +45,10 @@ class AddressSpace:
     # userfaultfd (held by the supervisor) raising SIGBUS on purged pages:
     # -1 not created yet, -2 not available in this process (then zero-fill).
     trap_fd: int = -1
+    # False while the program is known never to have locked memory in this
+    # space (the filter traps mlock & co): VOLATILE then skips the lock check.
+    may_lock: bool = True
+    slot: int = -1   # its slot in the native loop's mirror (fastloop), -1 if none
 
     def fork(self, tgid, memory, inherit=True):
         """The child's space after fork: volatility is inherited (v10), or

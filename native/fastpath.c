@@ -1,0 +1,266 @@
+/* fastpath.c - the native receive/answer loop for the common vrange call.
+ *
+ * A call the model would answer with "done, nothing purged" needs no
+ * policy: the arguments are valid, the range is private anonymous memory,
+ * VOLATILE finds no locked mapping (the space never locked memory) and
+ * NONVOLATILE meets no purged page.  Such calls are answered here and
+ * logged; Python applies the log to its model (calls.apply) as soon as the
+ * loop returns, before anything else reads the model.  Every other call is
+ * handed back unanswered, so Python decides exactly as before.
+ *
+ * State mirrored from Python, per address space ("slot"): the maps fd for
+ * PROCMAP_QUERY, whether VOLATILE must check locks, and the purged runs.
+ * Calls that lock memory (trapped by the filter, see vrnative.c) are let
+ * through here and logged, setting the slot's lock check first.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <linux/seccomp.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+
+#include "vrnative.h"
+
+#define PAGE 4096ULL
+#define MAX_FDS 16
+
+struct slot {
+    int maps_fd;        /* -1: slot unused */
+    int lock_check;
+    int npurged;
+    int cap;
+    uint64_t *purged;   /* npurged (start, end) pairs, sorted, disjoint */
+};
+
+static struct slot *slots;
+static int nslots;
+static int32_t *slot_of_tid;   /* tid -> slot + 1, 0 if unknown */
+static long max_tid;
+
+int vr_fast_init(void)
+{
+    if (slot_of_tid)
+        return 0;
+    max_tid = 4194304;   /* PID_MAX_LIMIT on 64-bit; calloc leaves it untouched */
+    FILE *f = fopen("/proc/sys/kernel/pid_max", "r");
+    if (f) {
+        if (fscanf(f, "%ld", &max_tid) != 1)
+            max_tid = 4194304;
+        fclose(f);
+    }
+    slot_of_tid = calloc(max_tid + 1, sizeof *slot_of_tid);
+    return slot_of_tid ? 0 : -ENOMEM;
+}
+
+int vr_fast_slot(int slot, int maps_fd, int lock_check)
+{
+    if (slot < 0)
+        return -EINVAL;
+    if (slot >= nslots) {
+        int n = slot < 16 ? 16 : slot * 2;
+        struct slot *grown = realloc(slots, n * sizeof *slots);
+        if (!grown)
+            return -ENOMEM;
+        for (int i = nslots; i < n; i++)
+            grown[i] = (struct slot){ -1, 0, 0, 0, NULL };
+        slots = grown;
+        nslots = n;
+    }
+    slots[slot].maps_fd = maps_fd;
+    slots[slot].lock_check = lock_check;
+    slots[slot].npurged = 0;
+    return 0;
+}
+
+void vr_fast_bind(int tid, int slot)
+{
+    if (slot_of_tid && tid > 0 && tid <= max_tid)
+        slot_of_tid[tid] = slot + 1;
+}
+
+void vr_fast_set_lock_check(int slot, int on)
+{
+    if (slot >= 0 && slot < nslots)
+        slots[slot].lock_check = on;
+}
+
+int vr_fast_set_purged(int slot, const uint64_t *runs, int n)
+{
+    if (slot < 0 || slot >= nslots)
+        return -EINVAL;
+    struct slot *s = &slots[slot];
+    if (n > s->cap) {
+        uint64_t *grown = realloc(s->purged, 2 * n * sizeof *grown);
+        if (!grown)
+            return -ENOMEM;
+        s->purged = grown;
+        s->cap = n;
+    }
+    memcpy(s->purged, runs, 2 * n * sizeof *runs);
+    s->npurged = n;
+    return 0;
+}
+
+static int meets_purged(const struct slot *s, uint64_t start, uint64_t end)
+{
+    int lo = 0, hi = s->npurged;   /* first run whose end > start */
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (s->purged[2 * mid + 1] > start)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return lo < s->npurged && s->purged[2 * lo] < end;
+}
+
+/* 1 if [start, end) is covered by private, writable, anonymous 4 KiB-page
+ * mappings (what needs no decision), 0 if not or unsure. */
+static int plain_anon(int maps_fd, uint64_t start, uint64_t end)
+{
+    struct vr_vma q;
+    uint64_t at = start;
+    while (at < end) {
+        if (vr_vma_query(maps_fd, at, &q, NULL, 0) || q.vma_start > at)
+            return 0;
+        if ((q.vma_flags & 8) || !(q.vma_flags & 2) || q.inode || q.vma_page_size != PAGE)
+            return 0;
+        at = q.vma_end;
+    }
+    return 1;
+}
+
+static uint64_t arg(const struct seccomp_notif *n, int i)
+{
+    return i >= 0 ? n->data.args[i] : 0;
+}
+
+/* Serve `n` if it needs no decision: 1 answered (op logged), 0 hand back,
+ * -1 the caller is gone (nothing to do). */
+static int serve_one(const struct vr_fast_profile *p, int listener,
+                     const struct seccomp_notif *n, struct vr_fast_op *op)
+{
+    int tid = (int)n->pid;
+    int slot = tid > 0 && tid <= max_tid ? slot_of_tid[tid] - 1 : -1;
+    if (n->data.nr != p->nr) {   /* a lock call: note it, let it run */
+        op->kind = VR_OP_LOCK;
+        op->tid = tid;
+        op->slot = slot;
+        if (slot >= 0)
+            slots[slot].lock_check = 1;
+        int rc = vr_notif_send(listener, n->id, 0, 0, SECCOMP_USER_NOTIF_FLAG_CONTINUE);
+        return rc == 0 ? 1 : -1;
+    }
+    if (slot < 0 || slot >= nslots || slots[slot].maps_fd < 0)
+        return 0;
+    uint64_t start = n->data.args[0];
+    uint64_t len = n->data.args[1] & ~(PAGE - 1);
+    uint32_t mode = (uint32_t)n->data.args[2];
+    int volatile_ = mode == (uint32_t)p->mode_volatile;
+    int partial = 0;
+    if (!volatile_ && mode != (uint32_t)p->mode_nonvolatile)
+        return 0;
+    if (p->flags_arg >= 0) {
+        uint32_t flags = (uint32_t)arg(n, p->flags_arg);
+        if (flags & ~p->allowed_flags)
+            return 0;
+        partial = flags & 1;
+    }
+    if (p->behavior_arg >= 0) {
+        uint32_t behavior = (uint32_t)arg(n, p->behavior_arg);
+        if (behavior > 1)
+            return 0;
+        partial = behavior == 1;
+    }
+    if ((start & (PAGE - 1)) || len == 0 || start + len > p->user_end || start + len < start)
+        return 0;
+    struct slot *s = &slots[slot];
+    if (volatile_ ? s->lock_check : meets_purged(s, start, start + len))
+        return 0;
+    if (!plain_anon(s->maps_fd, start, start + len))
+        return 0;
+    uint64_t purged_ptr = arg(n, p->purged_arg);
+    if (purged_ptr) {
+        /* The tid could be reused once the caller is gone: check first. */
+        if (vr_notif_id_valid(listener, n->id))
+            return -1;
+        if (vr_write_i32(tid, purged_ptr, 0))
+            return 0;   /* EFAULT and its rules: the slow path */
+    }
+    int64_t value = p->returns_purged ? 0 : (int64_t)len;
+    if (vr_notif_send(listener, n->id, value, 0, 0))
+        return -1;
+    op->kind = volatile_ ? VR_OP_VOLATILE : VR_OP_NONVOLATILE;
+    op->tid = tid;
+    op->slot = slot;
+    op->partial = partial;
+    op->start = start;
+    op->end = start + len;
+    return 1;
+}
+
+static long long now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1000LL + t.tv_nsec / 1000000;
+}
+
+int vr_fast_serve(const struct vr_fast_profile *p, int listener, const int *fds, int nfds,
+                  int timeout_ms, short *revents, struct vr_fast_op *ops, int max_ops,
+                  int *nops, struct seccomp_notif *slow)
+{
+    struct pollfd pfd[MAX_FDS + 1];
+    if (nfds > MAX_FDS)
+        return -EINVAL;
+    pfd[0] = (struct pollfd){ listener, POLLIN, 0 };
+    for (int i = 0; i < nfds; i++)
+        pfd[i + 1] = (struct pollfd){ fds[i], POLLIN, 0 };
+    long long deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+    *nops = 0;
+    for (;;) {
+        int wait = -1;
+        if (deadline >= 0) {
+            long long left = deadline - now_ms();
+            wait = left < 0 ? 0 : (int)left;
+        }
+        int ready = poll(pfd, nfds + 1, wait);
+        if (ready < 0 && errno != EINTR)
+            return -errno;
+        if (ready <= 0)
+            return VR_FAST_TIMEOUT;
+        int others = 0;
+        for (int i = 0; i < nfds; i++) {
+            revents[i] = pfd[i + 1].revents;
+            others |= revents[i];
+        }
+        if (others)   /* signals and pressure first, as the Python loop does */
+            return VR_FAST_READY;
+        if (pfd[0].revents & (POLLHUP | POLLERR) && !(pfd[0].revents & POLLIN))
+            return VR_FAST_HUP;
+        int rc = vr_notif_recv(listener, slow);
+        if (rc == -ENOENT || rc == -EINTR)
+            continue;
+        if (rc)
+            return rc;
+        struct vr_fast_op *op = &ops[*nops];
+        memset(op, 0, sizeof *op);
+        int served = serve_one(p, listener, slow, op);
+        if (served == 0)
+            return VR_FAST_SLOW;
+        if (served > 0) {
+            (*nops)++;
+            /* A lock call from a task Python has not adopted yet. */
+            if (op->kind == VR_OP_LOCK && op->slot < 0)
+                return VR_FAST_READY;
+            if (*nops == max_ops)
+                return VR_FAST_FULL;
+        }
+    }
+}

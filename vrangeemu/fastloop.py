@@ -1,0 +1,147 @@
+"""The native receive/answer loop (native/fastpath.c) and its mirror of the model.
+
+The Python loop costs ~60 us per call; the calls that need no decision
+(valid arguments, plain private anonymous memory, no lock check due, no
+purged page met) are answered in C at a few us and logged.  The supervisor
+applies the log to the model (`calls.apply`) as soon as `serve()` returns,
+before it handles anything else, so the model is never read stale.  Calls
+that need a decision come back unanswered and take the Python path.
+
+C keeps, per address space ("slot"): the /proc maps fd for PROCMAP_QUERY,
+whether VOLATILE must check locks (`AddressSpace.may_lock`), and the purged
+runs (pushed by `sync_purged` whenever the purged set can have changed).
+"""
+import time
+from collections import namedtuple
+from concurrent.futures import ThreadPoolExecutor
+
+from ._native import ffi, lib
+from .abi import USER_SPACE_END
+
+MAX_OPS = 256   # calls served per batch before the log is applied
+
+Op = namedtuple("Op", "kind tid slot start end partial")
+VOLATILE, NONVOLATILE, LOCK = lib.VR_OP_VOLATILE, lib.VR_OP_NONVOLATILE, lib.VR_OP_LOCK
+READY, SLOW, HUP, FULL = lib.VR_FAST_READY, lib.VR_FAST_SLOW, lib.VR_FAST_HUP, lib.VR_FAST_FULL
+
+
+class FastLoop:
+    def __init__(self, listener_fd, profile):
+        rc = lib.vr_fast_init()
+        if rc:
+            raise OSError(-rc, "vr_fast_init")
+        self.listener_fd = listener_fd
+        p = self._profile = ffi.new("struct vr_fast_profile *")
+        p.nr, p.mode_volatile, p.mode_nonvolatile = profile.nr, profile.volatile, profile.nonvolatile
+        p.returns_purged = profile.returns == "purged"
+        p.purged_arg, p.flags_arg = profile.purged_arg, profile.flags_arg
+        p.behavior_arg, p.allowed_flags = profile.behavior_arg, profile.allowed_flags
+        p.user_end = USER_SPACE_END
+        self._bufs = [ffi.new("struct vr_fast_op[]", MAX_OPS) for _ in range(2)]
+        self._cur = 0            # the log the native loop fills
+        self._pending = None     # the worker's Future for the other log
+        self._executor = None
+        self._nops = ffi.new("int *")
+        self._slow = ffi.new("struct seccomp_notif *")
+        self._spaces = {}       # slot -> AddressSpace
+        self._free = []         # slots to reuse
+        self._next = 0
+
+    # --- the mirror -------------------------------------------------------------
+    def add(self, space):
+        """Give `space` a slot (its tasks are bound separately)."""
+        if self._free:
+            slot = self._free.pop()
+        else:
+            slot, self._next = self._next, self._next + 1
+        space.slot = slot
+        self._spaces[slot] = space
+        lib.vr_fast_slot(slot, space.memory.maps_fd, int(space.may_lock))
+        self.sync_purged(space)
+
+    def drop(self, space):
+        if self._spaces.pop(space.slot, None) is not None:
+            lib.vr_fast_slot(space.slot, -1, 0)
+            self._free.append(space.slot)
+        space.slot = -1
+
+    def bind(self, tid, space):
+        lib.vr_fast_bind(tid, space.slot if space is not None else -1)
+
+    def unbind(self, tid):
+        lib.vr_fast_bind(tid, -1)
+
+    def set_may_lock(self, space):
+        if space.slot >= 0:
+            lib.vr_fast_set_lock_check(space.slot, 1)
+
+    def sync_purged(self, space):
+        """Push the purged runs of `space` (after a purge or a re-pin of purged pages)."""
+        if space.slot < 0:
+            return
+        runs = space.ranges.purged_intervals()
+        flat = ffi.new("uint64_t[]", [x for run in runs for x in run] or [0])
+        rc = lib.vr_fast_set_purged(space.slot, flat, len(runs))
+        if rc:
+            raise OSError(-rc, "vr_fast_set_purged")
+
+    def space(self, slot):
+        return self._spaces.get(slot)
+
+    # --- serving ----------------------------------------------------------------
+    def serve(self, fds, timeout_ms, apply):
+        """Serve calls until one of `fds` is readable, a call needs Python or
+        `timeout_ms` passed (-1: no timeout).  `apply(ops)` gets every served
+        call, in order, before this returns.  While calls keep coming, full
+        logs are applied by a worker thread as the native loop goes on, so
+        the model's cost is off the program's path; the worker never runs
+        while the caller does anything else.
+
+        Returns (why, ready fds, slow call or None); the slow call is
+        (id, tid, nr, args) like Listener.recv()."""
+        fd_array = ffi.new("int[]", fds or [0])
+        revents = ffi.new("short[]", max(len(fds), 1))
+        deadline = None if timeout_ms < 0 else time.monotonic() + timeout_ms / 1000
+        try:
+            while True:
+                ops = self._bufs[self._cur]
+                wait = -1 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+                why = lib.vr_fast_serve(self._profile, self.listener_fd, fd_array, len(fds), wait,
+                                        revents, ops, MAX_OPS, self._nops, self._slow)
+                if why < 0:
+                    raise OSError(-why, "vr_fast_serve")
+                if why != FULL:
+                    break
+                self._finish()       # the worker's previous log, then hand it this one
+                self._pending = self._worker().submit(_apply_log, apply, ops, MAX_OPS)
+                self._cur ^= 1
+        finally:
+            self._finish()
+        _apply_log(apply, ops, self._nops[0])
+        ready = {fd for fd, ev in zip(fds, revents) if ev} if why == READY else set()
+        slow = None
+        if why == SLOW:
+            n = self._slow
+            slow = (n.id, n.pid, n.data.nr, list(n.data.args))
+        return why, ready, slow
+
+    def _worker(self):
+        # Started on first use: by then the supervisor has blocked its signals
+        # (signalfd), and threads inherit that mask.
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="vrange-log")
+        return self._executor
+
+    def _finish(self):
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()   # re-raises the worker's error here
+
+    def close(self):
+        self._finish()
+        if self._executor is not None:
+            self._executor.shutdown()
+
+
+def _apply_log(apply, ops, n):
+    apply([Op(o.kind, o.tid, o.slot, o.start, o.end, o.partial) for o in ops[0:n]])
