@@ -430,3 +430,52 @@ int vr_shared_pages(int pagemap_fd, uint64_t start, uint64_t end, uint64_t *out,
     return rc ? rc : r.n;
 }
 
+
+/* PAGEMAP_SCAN (Linux 6.7+), declared here: Debian's headers are older. */
+struct vr_pm_scan_arg {
+    uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages;
+    uint64_t category_inverted, category_mask, category_anyof_mask, return_mask;
+};
+struct vr_page_region { uint64_t start, end, categories; };
+#define VR_PAGEMAP_SCAN _IOWR('f', 16, struct vr_pm_scan_arg)
+#define VR_PAGE_IS_PRESENT (1 << 3)
+#define VR_PAGE_IS_PFNZERO (1 << 5)
+
+/* Runs of resident pages in [start, end), the zero page left out, found by
+ * the kernel's page-table walk: ~10x faster than reading the pagemap, but
+ * blind to sharing, so only for a space no other traced space can share
+ * with.  Same output as vr_discardable_runs; -ENOTTY before Linux 6.7. */
+int vr_resident_runs(int pagemap_fd, uint64_t start, uint64_t end, uint64_t *out,
+                     int max_runs)
+{
+    struct vr_page_region vec[256];
+    int n = 0;
+    uint64_t at = start;
+    while (at < end) {
+        struct vr_pm_scan_arg arg = {
+            .size = sizeof arg, .start = at, .end = end,
+            .vec = (uint64_t)(uintptr_t)vec, .vec_len = 256,
+            .category_mask = VR_PAGE_IS_PRESENT | VR_PAGE_IS_PFNZERO,
+            .category_inverted = VR_PAGE_IS_PFNZERO,
+            .return_mask = VR_PAGE_IS_PRESENT,
+        };
+        int got = ioctl(pagemap_fd, VR_PAGEMAP_SCAN, &arg);
+        if (got < 0)
+            return -errno;
+        for (int i = 0; i < got; i++) {
+            if (n && out[2 * n - 1] == vec[i].start) {   /* split at a chunk edge */
+                out[2 * n - 1] = vec[i].end;
+                continue;
+            }
+            if (n == max_runs)
+                return -ENOBUFS;
+            out[2 * n] = vec[i].start;
+            out[2 * n + 1] = vec[i].end;
+            n++;
+        }
+        if (arg.walk_end <= at)
+            return -EIO;
+        at = arg.walk_end;
+    }
+    return n;
+}

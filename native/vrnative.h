@@ -99,3 +99,5 @@ int vr_fast_set_purged(int slot, const uint64_t *runs, int n);
 int vr_fast_serve(const struct vr_fast_profile *p, int listener, const int *fds, int nfds,
                   int timeout_ms, short *revents, struct vr_fast_op *ops, int max_ops,
                   int *nops, struct seccomp_notif *slow);
+int vr_resident_runs(int pagemap_fd, uint64_t start, uint64_t end, uint64_t *out,
+                     int max_runs);

@@ -54,8 +54,10 @@ class Purging:
         self._pressure_due = time.monotonic() + self.pressure.timeout()
         if need <= 0:
             return
-        for space in self.spaces():   # what pressure found resident, for --stats
-            resident = sum(e - s for s, e in purge_runs(space.ranges, space.memory.discardable))
+        spaces = self.spaces()
+        for space in spaces:   # what pressure found resident, for --stats
+            scan = space.memory.resident if len(spaces) == 1 else space.memory.discardable
+            resident = sum(e - s for s, e in purge_runs(space.ranges, scan))
             space.stats.resident_volatile_peak = max(space.stats.resident_volatile_peak,
                                                      resident)
         now = time.monotonic()
@@ -183,9 +185,12 @@ class Purging:
         resident pages, plus pages shared copy-on-write whose every sharer
         is traced and has them volatile (model.cow).  With `companions`, the
         sharers' matching pages are added there so they are purged too."""
+        others = [sp for sp in self.spaces() if sp is not space]
+        if not others:   # no one to share a page with (KSM aside: freeing nothing, harmless)
+            return space.memory.resident(lo, hi)
         runs = space.memory.discardable(lo, hi)
-        if not any(sp is not space and sp.ranges for sp in self.spaces()):
-            return runs   # no one to share a page with
+        if not any(sp.ranges for sp in others):
+            return runs
         approved, _ = self._shared_verdicts(space, lo, hi)
         for addr, sharers in approved:
             runs.append((addr, addr + PAGE))

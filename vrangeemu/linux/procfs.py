@@ -40,6 +40,8 @@ class ProcessMemory:
         self._query = ffi.new("struct vr_vma *")
         self._name = ffi.new("char[16]")
         self._has_query = True
+        self._has_scan = True
+        self._scan_out = ffi.new("uint64_t[]", 2 * 1024)   # more runs: `discardable`
         self._syscall_insn = None
 
     def close(self):
@@ -172,6 +174,20 @@ class ProcessMemory:
         if n < 0:   # the process is exiting: its memory goes anyway
             return []
         return [(out[2 * i], out[2 * i + 1]) for i in range(n)]
+
+    def resident(self, start, end):
+        """[(start, end)] runs of [start, end) that are resident (the zero
+        page left out), shared or not: what a purge may discard when no other
+        traced space exists.  One PAGEMAP_SCAN walk (Linux 6.7+), ~3x faster
+        than `discardable`, which it falls back to."""
+        if self._has_scan:
+            out = self._scan_out
+            n = lib.vr_resident_runs(self._pagemap, start, end, out, len(out) // 2)
+            if n >= 0:
+                return [(out[2 * i], out[2 * i + 1]) for i in range(n)]
+            if n in (-errno.ENOTTY, -errno.EINVAL):
+                self._has_scan = False
+        return self.discardable(start, end)
 
     def shared_pages(self, start, end):
         """[(address, pfn)] of resident pages in [start, end) that are not
