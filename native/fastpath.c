@@ -136,6 +136,13 @@ static int plain_anon(int maps_fd, uint64_t start, uint64_t end)
     return 1;
 }
 
+static uint64_t now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1000000000ULL + t.tv_nsec;
+}
+
 static uint64_t arg(const struct seccomp_notif *n, int i)
 {
     return i >= 0 ? n->data.args[i] : 0;
@@ -152,6 +159,7 @@ static int serve_one(const struct vr_fast_profile *p, int listener,
         op->kind = VR_OP_LOCK;
         op->tid = tid;
         op->slot = slot;
+        op->ns = now_ns();
         if (slot >= 0)
             slots[slot].lock_check = 1;
         int rc = vr_notif_send(listener, n->id, 0, 0, SECCOMP_USER_NOTIF_FLAG_CONTINUE);
@@ -202,6 +210,7 @@ static int serve_one(const struct vr_fast_profile *p, int listener,
     op->partial = partial;
     op->start = start;
     op->end = start + len;
+    op->ns = now_ns();
     return 1;
 }
 

@@ -89,6 +89,7 @@ struct vr_fast_op {
     int32_t slot;      /* -1: the task was not known */
     int32_t kind;      /* VR_OP_* */
     int32_t partial;
+    uint64_t ns;       /* CLOCK_MONOTONIC when it was answered */
 };
 
 int vr_fast_init(void);

@@ -93,6 +93,11 @@ def parse_args(argv):
                              "purged) on stderr at exit")
     parser.add_argument("--stats-json", metavar="FILE",
                         help="write the same counts and the pressure readings as JSON to FILE")
+    parser.add_argument("--trace", metavar="FILE",
+                        help="write every call, purge, fork/exec/exit, pressure reading, "
+                             "SIGBUS and a per-process sample (RSS, volatile, purged; every "
+                             "100 ms) to FILE as JSON lines (docs/trace.md); plot it with "
+                             "vrange-report")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="say what the supervisor does (trap method, forks, execs, purges)")
     parser.add_argument("program", help="the program to run (searched in PATH)")
@@ -109,6 +114,7 @@ def main(argv=None):
     from .supervisor import SetupError, Supervisor, log_to_stderr
     from .report import print_stats, write_json
     from .pressure import SetupProblem, choose_source
+    from .trace import Trace
 
     if platform.machine() != "x86_64":
         print(f"vrange-run: only x86_64 is supported, not {platform.machine()}", file=sys.stderr)
@@ -133,12 +139,25 @@ def main(argv=None):
         return EXIT_SETUP
     if opts.verbose:
         log_to_stderr(f"pressure: {sup.pressure.name if sup.pressure else 'none (SIGUSR1 only)'}")
+    if opts.trace:
+        try:
+            sup.trace = Trace(opts.trace)
+        except OSError as exc:
+            print(f"vrange-run: --trace: {exc}", file=sys.stderr)
+            if sup.pressure:
+                sup.pressure.close()
+            return EXIT_SETUP
+    stop = None
     try:
         stop = sup.run()
     except SetupError as exc:
         print(f"vrange-run: {exc}", file=sys.stderr)
         return exc.status
     finally:
+        if sup.trace:
+            sup.trace.event("end", how=stop.kind if stop else None,
+                            value=stop.value if stop else None)
+            sup.trace.close()
         if opts.stats:
             print_stats(sup, sys.stderr)
         if opts.stats_json:

@@ -20,7 +20,7 @@ from .abi import USER_SPACE_END
 
 MAX_OPS = 256   # calls served per batch before the log is applied
 
-Op = namedtuple("Op", "kind tid slot start end partial")
+Op = namedtuple("Op", "kind tid slot start end partial t")   # t: time.monotonic() of the answer
 VOLATILE, NONVOLATILE, LOCK = lib.VR_OP_VOLATILE, lib.VR_OP_NONVOLATILE, lib.VR_OP_LOCK
 READY, SLOW, HUP, FULL = lib.VR_FAST_READY, lib.VR_FAST_SLOW, lib.VR_FAST_HUP, lib.VR_FAST_FULL
 
@@ -144,4 +144,4 @@ class FastLoop:
 
 
 def _apply_log(apply, ops, n):
-    apply([Op(o.kind, o.tid, o.slot, o.start, o.end, o.partial) for o in ops[0:n]])
+    apply([Op(o.kind, o.tid, o.slot, o.start, o.end, o.partial, o.ns / 1e9) for o in ops[0:n]])

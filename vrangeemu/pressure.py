@@ -47,9 +47,11 @@ class Readings:
     def __init__(self, source, limit, high, low):
         self.source, self.limit, self.high, self.low = source, limit, high, low
         self.checks = self.over_high = self.max_usage = self.enforced = 0
+        self.last_usage = 0
 
     def saw(self, usage, over):
         self.checks += 1
+        self.last_usage = usage
         self.over_high += over
         self.max_usage = max(self.max_usage, usage)
 

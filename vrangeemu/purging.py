@@ -45,13 +45,17 @@ class Purging:
         """SIGUSR1: discard every volatile page of every space."""
         for space in self.spaces():
             if space.ranges and space.pending_purge is None:
-                self._request_purge(space, "all")
+                self._request_purge(space, "all", "signal")
 
     def _check_pressure(self):
         """Called when the pressure source is due or woke us: purge the
         oldest volatile ranges across all spaces until enough is freed."""
         need = self.pressure.need()
         self._pressure_due = time.monotonic() + self.pressure.timeout()
+        if self.trace:
+            r = self.pressure.readings
+            self.trace.event("pressure", source=r.source, usage=r.last_usage, high=r.high,
+                             low=r.low, limit=r.limit, need=need)
         if need <= 0:
             return
         spaces = self.spaces()
@@ -80,9 +84,9 @@ class Purging:
         self.log(f"pressure ({self.pressure.name}): {need >> 10} KiB over the low mark, "
                  f"purging {freed >> 10} KiB from {len(plan)} process(es)")
         for space, runs in plan.items():
-            self._request_purge(space, runs)
+            self._request_purge(space, runs, "pressure")
 
-    def _request_purge(self, space, runs):
+    def _request_purge(self, space, runs, why):
         """Stop one thread of `space`; `_purge_in` discards `runs` ("all" or
         [(start, end)]) when it stops (see `_await_purges`)."""
         for tid in self._stoppable(space):
@@ -93,6 +97,7 @@ class Purging:
                     continue
                 raise
             space.pending_purge = runs
+            space.purge_why = why
             self.tasks[tid].purge_by = time.monotonic() + PURGE_WAIT
             return
 
@@ -167,6 +172,13 @@ class Purging:
         space.stats.purged_bytes += freed
         self._mirror(space)
         space.stats.anon_rss_after_purge = procfs.anon_rss_of(task.tid)
+        if self.trace:
+            self.trace.event("purge", pid=space.tgid, tid=task.tid, why=space.purge_why,
+                             runs=[list(run) for run in plan], bytes=freed,
+                             rss_anon=space.stats.anon_rss_after_purge,
+                             volatile=space.ranges.volatile_bytes,
+                             purged_bytes=space.ranges.purged_bytes,
+                             usage=self.pressure.readings.last_usage if self.pressure else None)
         self.log(f"purged {freed} bytes in {len(done.results)} runs from {space.tgid}")
         if done.death is not None:
             self._on_exit(done.death)

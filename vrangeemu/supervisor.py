@@ -16,6 +16,7 @@ import time
 import traceback
 
 from . import calls, fastloop, spawn
+from .abi import NONVOLATILE, VOLATILE
 from ._native import ffi, lib
 from .linux import procfs, ptrace
 from .linux.notify import Listener
@@ -66,6 +67,8 @@ class Supervisor(Purging):
         self.main_status = None  # ptrace.Stop of the program's own exit
         self.listener = None
         self.fast = None         # the native loop (fastloop.FastLoop) in notify mode
+        self.trace = None        # trace.Trace (--trace), set before run()
+        self.live = None         # live.LiveView (--live): due_in(), refresh(sup), close(sup)
         self.clock = itertools.count(1).__next__   # one LRU across all spaces
         self.deferred = []       # (tid, status) reaped during an injection, not yet handled
         self.pressure = None     # a pressure source (see pressure.py), set before run()
@@ -105,6 +108,7 @@ class Supervisor(Purging):
             if sigfd < 0:
                 raise SetupError(f"signalfd: {os.strerror(-sigfd)}")
             self.spawn()
+            self._trace_start()
             return self._loop(sigfd)
         except SetupError:
             raise
@@ -135,9 +139,7 @@ class Supervisor(Purging):
             poller.register(self.listener.fd, select.POLLIN)
         self._drain_stops()
         while self.tasks:
-            timeout = -1
-            if self.pressure:
-                timeout = max(0, int((self._pressure_due - time.monotonic()) * 1000) + 1)
+            timeout = self._timeout_ms()
             call = None
             if self.fast:
                 ready, call = self._serve_fast([sigfd, *events], timeout)
@@ -160,7 +162,31 @@ class Supervisor(Purging):
                 os.read(fd, 8)    # eventfd: clear it
             if self.pressure and (fired or time.monotonic() >= self._pressure_due):
                 self._check_pressure()
+            if self.trace and self.trace.sample_due_in() <= 0:
+                self.trace.sample(self.spaces(), procfs.anon_rss_of)
+            if self.live and self.live.due_in() <= 0:
+                self.live.refresh(self)
         return self.main_status
+
+    def _timeout_ms(self):
+        """Until the pressure source or the trace wants the loop back; -1: never."""
+        due = []
+        if self.pressure:
+            due.append(self._pressure_due - time.monotonic())
+        if self.trace:
+            due.append(self.trace.sample_due_in())
+        if self.live:
+            due.append(self.live.due_in())
+        return max(0, int(min(due) * 1000) + 1) if due else -1
+
+    def _trace_start(self):
+        if self.trace:
+            readings = self.pressure.readings if self.pressure else None
+            self.trace.event("start", argv=self.argv, pid=self.main_pid, abi=self.profile.name,
+                             nr=self.profile.nr, trap=self.trap, native_loop=self.fast is not None,
+                             pressure=self.pressure.name if self.pressure else None,
+                             limit=getattr(readings, "limit", None),
+                             high=getattr(readings, "high", None), low=getattr(readings, "low", None))
 
     def _serve_fast(self, fds, timeout):
         """Let the native loop serve calls; returns (ready fds, a call it
@@ -180,10 +206,16 @@ class Supervisor(Purging):
                 # and that log is applied here in the main thread.
                 space = self.fast.space(op.slot) if op.slot >= 0 else self._space_of(op.tid)
                 if space is not None:
-                    self._note_lock(space)
+                    self._note_lock(space, op.tid)
             else:
-                calls.apply(self.fast.space(op.slot), op.kind == fastloop.VOLATILE,
-                            op.start, op.end, op.partial)
+                space = self.fast.space(op.slot)
+                volatile = op.kind == fastloop.VOLATILE
+                calls.apply(space, volatile, op.start, op.end, op.partial)
+                if self.trace:
+                    length = op.end - op.start
+                    self.trace.call(space, op.tid, VOLATILE if volatile else NONVOLATILE,
+                                    op.start, length, 0 if self.profile.returns == "purged" else length,
+                                    0, False, "native", t=op.t)
 
     def _on_signals(self, sigfd):
         """Called when the signalfd is readable: SIGCHLD, SIGUSR1, forwarded ones."""
@@ -225,7 +257,7 @@ class Supervisor(Purging):
         space = self._space_of(tid)
         if nr != self.profile.nr:   # mlock & co (see locks_trapped): note it, let it run
             if space is not None:
-                self._note_lock(space)
+                self._note_lock(space, tid)
             self.listener.send(notif_id, 0, 0, continue_=True)
             return
         if space is None:   # not a task we know: refuse rather than guess
@@ -242,8 +274,18 @@ class Supervisor(Purging):
             answer.commit()
             if answer.repinned_purged:
                 self._mirror(space)
+            self._trace_call(space, tid, args, answer)
 
-    def _note_lock(self, space):
+    def _trace_call(self, space, tid, args, answer):
+        if self.trace:
+            call = self.profile.decode(args)
+            self.trace.call(space, tid, call.mode, call.start, call.length,
+                            -1 if answer.error else answer.value, answer.error,
+                            answer.repinned_purged is not None, "python")
+
+    def _note_lock(self, space, tid):
+        if self.trace and not space.may_lock:
+            self.trace.event("lock", pid=space.tgid, tid=tid)
         space.may_lock = True
         if self.fast:
             self.fast.set_may_lock(space)
@@ -281,6 +323,20 @@ class Supervisor(Purging):
         ptrace.setregs(task.tid, regs)
         if answer.commit:
             answer.commit()
+            self._trace_call(task.space, task.tid, args, answer)
+
+    def _trace_sigbus(self, task):
+        """A SIGBUS about to be delivered: a purged page touched while volatile?"""
+        try:
+            addr = ptrace.siginfo_addr(task.tid)
+        except ptrace.PtraceError:
+            return
+        space = task.space
+        hit = space.ranges.overlapping(addr & ~4095, (addr & ~4095) + 4096) if space else []
+        self.trace.event("sigbus", pid=space.tgid if space else task.tid, tid=task.tid,
+                         addr=addr, range=[hit[0].start, hit[0].end] if hit else None,
+                         purged=bool(hit) and space.ranges.is_purged(addr & ~4095,
+                                                                     (addr & ~4095) + 4096))
 
     def _space_of(self, tid):
         task = self.tasks.get(tid)
@@ -300,11 +356,14 @@ class Supervisor(Purging):
             self.unclaimed.add(stop.tid)   # resumed once its creator's event names it
             return
         task.group_stopped = stop.kind == "group-stop"
+        if stop.kind == "signal" and stop.value == signal.SIGBUS and self.trace:
+            self._trace_sigbus(task)
         if task.starting:
             task.starting = False
             self._resume(task, stop)
         elif stop.kind == "event":
             self._on_event(task, stop.value)
+
         elif not task.purge_by or task.group_stopped or self._purge_in(task):
             # At a group-stop the purge waits for SIGCONT: injecting there
             # would take the task out of its job-control stop.
@@ -343,6 +402,10 @@ class Supervisor(Purging):
             space.may_lock = not self.locks_trapped   # locks are not inherited
             self._mirror_new(space)
             self.log(f"fork: {parent.tid} -> {tid}, {len(space.ranges)} ranges inherited")
+        if self.trace:
+            self.trace.event("fork" if space is not parent.space else "clone",
+                             parent=parent.space.tgid, pid=space.tgid, tid=tid,
+                             vfork=event == ptrace.EVENT_VFORK, ranges=len(space.ranges))
         space.tids.add(tid)
         if self.fast:
             self.fast.bind(tid, space)
@@ -372,11 +435,15 @@ class Supervisor(Purging):
         if self.fast:
             self.fast.bind(task.tid, task.space)
         self.log(f"exec: {task.tid} is now {name}")
+        if self.trace:
+            self.trace.event("exec", pid=task.tid, program=name)
 
     def _on_exit(self, stop):
         """A task is gone: drop it, and its space with its last task."""
         if stop.tid == self.main_pid:
             self.main_status = stop
+        if self.trace and stop.tid in self.tasks:
+            self.trace.event("exit", tid=stop.tid, how=stop.kind, value=stop.value)
         self.unclaimed.discard(stop.tid)
         self._forget(stop.tid)
 
@@ -409,6 +476,9 @@ class Supervisor(Purging):
             if space.trap_fd >= 0:
                 os.close(space.trap_fd)
             self.finished.append((space.tgid, space.name, space.stats))
+            if self.trace:
+                self.trace.event("space_end", pid=space.tgid, program=space.name,
+                                 stats=space.stats.as_dict())
 
     def abandon(self):
         """After an internal error: stop tracing, let the program run on, and

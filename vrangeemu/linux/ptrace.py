@@ -105,6 +105,11 @@ def setregs(tid, regs):
     _pt.ptrace_setregs(tid, regs)
 
 
+def siginfo_addr(tid):
+    """si_addr of the signal a task is stopped to receive (at a signal-delivery stop)."""
+    return _pt.ptrace_getsiginfo(tid)._sigfault._addr or 0
+
+
 def gone(exc):
     """True if a PtraceError means the task no longer exists (or is not stopped)."""
     return getattr(exc, "errno", None) == errno.ESRCH

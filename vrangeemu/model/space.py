@@ -42,6 +42,7 @@ class AddressSpace:
     stats: Stats = field(default_factory=Stats)
     # A requested purge not yet carried out: None, "all", or [(start, end)].
     pending_purge: object = None
+    purge_why: str = ""      # what asked for it: "signal", "pressure" (or a --purge-policy)
     # userfaultfd (held by the supervisor) raising SIGBUS on purged pages:
     # -1 not created yet, -2 not available in this process (then zero-fill).
     trap_fd: int = -1
