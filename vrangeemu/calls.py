@@ -19,6 +19,8 @@ class Answer(NamedTuple):
     # NONVOLATILE over purged pages: (start, end) whose purged pages must
     # read as zeros, not raise SIGBUS, once the answer arrives.
     repinned_purged: Optional[tuple] = None
+    # (start, end) the call changed, for what follows a call (--check-access).
+    span: Optional[tuple] = None
 
 
 def serve(space, profile, args, write_purged):
@@ -50,7 +52,7 @@ def serve(space, profile, args, write_purged):
     def commit():
         apply(space, volatile, call.start, stop, call.partial, purged)
     return Answer(profile.encode(call, Reply(processed, purged)), 0, commit,
-                  (call.start, stop) if purged else None)
+                  (call.start, stop) if purged else None, (call.start, stop))
 
 
 def apply(space, volatile, start, stop, partial=False, purged=False):
@@ -60,6 +62,7 @@ def apply(space, volatile, start, stop, partial=False, purged=False):
     stats.calls += 1
     if volatile:
         space.ranges.mark(start, stop, partial)
+        stats.volatile_calls += 1
         stats.marked_bytes += stop - start
         stats.volatile_peak = max(stats.volatile_peak, space.ranges.volatile_bytes)
     else:

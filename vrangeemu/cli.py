@@ -5,6 +5,7 @@ import platform
 import sys
 
 from .abi import CLAIMED, NATIVE_NR, PROFILES
+from .model.policy import POLICIES, PurgePolicy
 
 EXIT_SETUP = 125   # our own failure, as env(1) and timeout(1) use it
 
@@ -37,10 +38,21 @@ NONVOLATILE call on them answers purged.  Outside vrange-run the syscall
 fails with ENOSYS.
 
 Exit status: the program's own; 128+N if it was killed by signal N;
+66 if --check-access found an access to volatile memory;
 127 if it was not found, 126 if it could not be executed; 125 if vrange-run
 itself failed (bad option, ptrace or seccomp not permitted).
 SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to vrange-run go to the program.
 """
+
+
+def _probability(text):
+    try:
+        p = float(text)
+    except ValueError:
+        p = -1.0
+    if not 0.0 <= p <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text}: not a probability between 0 and 1")
+    return p
 
 
 def _size(text):
@@ -93,6 +105,26 @@ def parse_args(argv):
                              "purged) on stderr at exit")
     parser.add_argument("--stats-json", metavar="FILE",
                         help="write the same counts and the pressure readings as JSON to FILE")
+    check = parser.add_argument_group(
+        "testing allocators", "Make bugs of vrange users show up at once, like a sanitizer. "
+        "These options stop each vrange call in ptrace (--trap ptrace, ~160 us a call).")
+    check.add_argument("--purge-policy", choices=POLICIES, default="pressure",
+                       help="when volatile ranges are discarded: under memory pressure "
+                            "(default); always, the moment they become volatile; or random, "
+                            "each with probability --purge-probability after a random delay of "
+                            "0..--purge-delay of the process's later vrange calls")
+    check.add_argument("--purge-probability", type=_probability, default=0.5, metavar="P",
+                       help="for --purge-policy random (default 0.5)")
+    check.add_argument("--purge-delay", type=int, default=4, metavar="CALLS",
+                       help="for --purge-policy random: at most this many later calls (default 4)")
+    check.add_argument("--seed", type=int, metavar="N",
+                       help="seed for --purge-policy random (default: a random one; it is "
+                            "printed, so any run can be repeated)")
+    check.add_argument("--check-access", choices=("off", "report", "abort"), default="off",
+                       help="make volatile ranges PROT_NONE and catch every access to them "
+                            "(purged or not): report it (process, thread, address, ip, range, "
+                            "when marked) and re-pin that page so the program goes on, or "
+                            "abort the program.  Exit status 66 if any was found")
     parser.add_argument("--trace", metavar="FILE",
                         help="write every call, purge, fork/exec/exit, pressure reading, "
                              "SIGBUS and a per-process sample (RSS, volatile, purged; every "
@@ -115,6 +147,7 @@ def main(argv=None):
     from .report import print_stats, write_json
     from .pressure import SetupProblem, choose_source
     from .trace import Trace
+    from .checking import EXIT_VIOLATION
 
     if platform.machine() != "x86_64":
         print(f"vrange-run: only x86_64 is supported, not {platform.machine()}", file=sys.stderr)
@@ -129,8 +162,16 @@ def main(argv=None):
     os.environ["VRANGE_ABI"] = profile.name
     os.environ["VRANGE_SUPERVISOR_PID"] = str(os.getpid())   # for `kill -USR1`
     log = log_to_stderr if opts.verbose else None
-    sup = Supervisor([opts.program, *opts.args], profile, opts.trap, log=log,
-                     purged_access=opts.purged_access, fork_volatility=opts.fork_volatility)
+    seed = opts.seed if opts.seed is not None else int.from_bytes(os.urandom(4), "little")
+    policy = PurgePolicy(opts.purge_policy, seed, opts.purge_probability, opts.purge_delay)
+    trap = opts.trap
+    if policy.forced or opts.check_access != "off":
+        trap = "ptrace"   # purge or protect at the call's own stop
+        if opts.purge_policy == "random":
+            log_to_stderr(f"purge policy random, seed {seed} (repeat with --seed {seed})")
+    sup = Supervisor([opts.program, *opts.args], profile, trap, log=log,
+                     purged_access=opts.purged_access, fork_volatility=opts.fork_volatility,
+                     policy=policy, check_access=opts.check_access)
     try:
         sup.pressure, sup.cgroup_procs = choose_source(
             opts.pressure, opts.memory_limit, sup, log or _quiet, log_to_stderr)
@@ -158,6 +199,7 @@ def main(argv=None):
             sup.trace.event("end", how=stop.kind if stop else None,
                             value=stop.value if stop else None)
             sup.trace.close()
+        sup.checking_summary(sys.stderr)
         if opts.stats:
             print_stats(sup, sys.stderr)
         if opts.stats_json:
@@ -165,6 +207,8 @@ def main(argv=None):
                 write_json(sup, opts.stats_json)
             except OSError as exc:
                 print(f"vrange-run: --stats-json: {exc}", file=sys.stderr)
+    if sup.violations:
+        return EXIT_VIOLATION
     if stop is None:
         return EXIT_SETUP
     return stop.value if stop.kind == "exited" else 128 + stop.value

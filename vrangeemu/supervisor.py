@@ -23,6 +23,8 @@ from .linux.notify import Listener
 from .linux.procfs import ProcessMemory
 from .model.ranges import VolatileRanges
 from .model.space import AddressSpace
+from .checking import Checking
+from .model.policy import PurgePolicy
 from .purging import Purging
 from .spawn import SetupError
 
@@ -50,10 +52,13 @@ class Task:
         self.in_vfork = False
 
 
-class Supervisor(Purging):
+class Supervisor(Purging, Checking):
     def __init__(self, argv, profile, trap="notify", log=None, purged_access="sigbus",
-                 fork_volatility="inherit"):
+                 fork_volatility="inherit", policy=None, check_access="off"):
         self.argv = argv
+        self.policy = policy or PurgePolicy("pressure")
+        self.check_access = check_access   # "off", "report" or "abort" (checking.py)
+        self._checking_init()
         self.fork_volatility = fork_volatility   # "inherit" (v10) or "clear"
         self._pfn_warned = False
         self.purged_access = purged_access   # "sigbus" (as the patches) or "zero"
@@ -309,7 +314,8 @@ class Supervisor(Purging):
 
     def _on_seccomp_stop(self, task):
         """ptrace trap mode: the task is stopped at its vrange call; the real
-        syscall is always skipped (before the first exec it fails ENOSYS)."""
+        syscall is always skipped (before the first exec it fails ENOSYS).
+        Returns the signal to resume it with, None if it died."""
         regs = ptrace.getregs(task.tid)
         args = [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9]
         if task.space is None:
@@ -324,6 +330,9 @@ class Supervisor(Purging):
         if answer.commit:
             answer.commit()
             self._trace_call(task.space, task.tid, args, answer)
+            if task.space is not None:
+                return self._after_call(task, args, answer)
+        return 0
 
     def _trace_sigbus(self, task):
         """A SIGBUS about to be delivered: a purged page touched while volatile?"""
@@ -363,7 +372,8 @@ class Supervisor(Purging):
             self._resume(task, stop)
         elif stop.kind == "event":
             self._on_event(task, stop.value)
-
+        elif stop.kind == "signal" and stop.value == signal.SIGSEGV and self._on_fault(task):
+            pass   # an access to a range protected by --check-access: handled
         elif not task.purge_by or task.group_stopped or self._purge_in(task):
             # At a group-stop the purge waits for SIGCONT: injecting there
             # would take the task out of its job-control stop.
@@ -385,7 +395,10 @@ class Supervisor(Purging):
         elif event == ptrace.EVENT_EXEC:
             self._on_exec(task, ptrace.eventmsg(task.tid))
         elif event == ptrace.EVENT_SECCOMP:
-            self._on_seccomp_stop(task)
+            resume = self._on_seccomp_stop(task)
+            if resume is not None:   # None: it died meanwhile
+                ptrace.cont(task.tid, resume)
+            return
         ptrace.cont(task.tid)
 
     def _adopt(self, parent, tid, event):
@@ -470,6 +483,7 @@ class Supervisor(Purging):
         if self.fast:
             self.fast.unbind(task.tid)
         if not space.tids:
+            self.policy.forget(id(space))
             if self.fast:
                 self.fast.drop(space)
             space.memory.close()

@@ -58,7 +58,7 @@ def run(tid, insn, calls, elsewhere):
         ptrace.setregs(tid, regs)
         while True:
             ptrace.singlestep(tid)
-            stop = _wait_for(tid, elsewhere)
+            stop = wait_for(tid, elsewhere)
             if stop.kind in ("exited", "killed"):
                 return Injection(results, held, stop)
             if stop.kind == "signal":
@@ -72,7 +72,8 @@ def run(tid, insn, calls, elsewhere):
     return Injection(results, held, None)
 
 
-def _wait_for(tid, elsewhere):
+def wait_for(tid, elsewhere):
+    """The next wait status of `tid`; others' go to `elsewhere` (see run)."""
     while True:
         got, status = os.waitpid(-1, ptrace.WALL)
         if got == tid:

@@ -13,6 +13,8 @@ class Stats:
     purged_bytes: int = 0     # bytes discarded by purges
     purges: int = 0           # purge events (one per madvise injected)
     purged_answers: int = 0   # NONVOLATILE calls that answered "purged"
+    volatile_calls: int = 0   # VOLATILE calls that marked something
+    violations: int = 0       # accesses to volatile memory (--check-access)
     volatile_peak: int = 0    # most bytes volatile at once
     resident_volatile_peak: int = 0   # most volatile bytes resident when pressure was seen
     anon_rss_after_purge: int = 0  # RssAnon (/proc status) right after its last purge
