@@ -207,3 +207,37 @@ def test_ebizzy_runs_with_every_strategy(build, libvrcache, tmp_path, strategy):
     assert st["allocs"] >= int(m.group(3)) + 16    # every copy came from the allocator
     if traced:
         assert supervisor_stats(report)["total"]["marked_bytes"] > 0
+
+
+def test_reference_allocator_is_clean_under_forced_purges_and_access_checks(build, libvrcache):
+    """The correct allocator never touches a volatile chunk and rebuilds
+    purged ones: with every range purged at once and every access checked,
+    its data checks pass and nothing is reported."""
+    proc = run(libvrcache, "vrange", [build("vrcache_check"), "basic", "realloc", "calloc",
+                                      "threads"], traced=True,
+               vr_args=("--check-access", "report", "--purge-policy", "always"))
+    summary(proc, least=100)
+    line = [ln for ln in proc.stderr.splitlines() if "summary:" in ln][0]
+    assert "0 volatile access violation(s)" in line
+    calls, purges, answers = map(int, re.search(
+        r"(\d+) VOLATILE calls, (\d+) purges .* (\d+) purged answers", line).groups())
+    assert calls > 100 and purges > 0 and answers > 0
+    assert allocator_stats(proc.stderr)["purged_reuses"] == answers
+
+
+JEMALLOC = next(iter(sorted(__import__("glob").glob("/usr/lib/*/libjemalloc.so.2"))), None)
+
+
+@pytest.mark.skipif(JEMALLOC is None, reason="libjemalloc2 not installed "
+                    "(.ci/run installs it: apt-get install libjemalloc2)")
+def test_threaded_program_on_jemalloc_is_unaffected_by_access_checks(build, tmp_path):
+    """jemalloc makes no vrange call: checked, a threaded program computes
+    the same and nothing is reported."""
+    report = tmp_path / "stats.json"
+    proc = vrange_run("--check-access", "report", "--stats-json", report, "env",
+                      f"LD_PRELOAD={JEMALLOC}", build("ebizzy"), "-S", "0.5", "-t", "2",
+                      "-n", "64", "-s", "65536")
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"records=[1-9]\d* .*bad=0", proc.stdout), proc.stdout
+    assert "0 volatile access violation(s); 0 VOLATILE calls" in proc.stderr
+    assert supervisor_stats(report)["total"]["calls"] == 0
