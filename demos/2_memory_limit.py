@@ -13,6 +13,7 @@ cgroup limited to 64 MiB:
          reached; lookups that find their entry purged rebuild it
 """
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -71,13 +72,13 @@ def main():
     purges = [e for e in events if e["ev"] == "purge"]
     freed = sum(e["bytes"] for e in purges)
     usage = max((e["usage"] for e in events if e["ev"] == "pressure"), default=0)
-    start = events[0]
+    start = events[0] if events else {"limit": 0, "high": 0}
     print(f"\n  the trace ({rel(path)}): the cgroup's usage peaked at {mib(usage)} "
           f"(limit {mib(start['limit'])}, purging starts at {mib(start['high'])}); "
           f"{len(purges)} purges discarded {mib(freed)} in all")
     print(f"  plot RSS and volatile memory over time: vrange-report {rel(path)} -o limit.png")
 
-    result = dict(kv.split("=") for kv in proc.stdout.split() if "=" in kv)
+    result = dict(re.findall(r"(\w+)=(\d+)", proc.stdout))   # lookups=300 hits=... -> dict
     checks = []
     if plain is not None:
         checks.append((plain.returncode == -9,

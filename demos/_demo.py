@@ -80,6 +80,8 @@ def run(argv, vrange_options=None, lines=None, **kw):
     echoing the command and the program's output (its first `lines` lines if
     given).  Returns the CompletedProcess."""
     if vrange_options is not None:
+        if "--trace" in vrange_options:   # never read an old run's trace
+            Path(vrange_options[vrange_options.index("--trace") + 1]).unlink(missing_ok=True)
         print(f"$ vrange-run {show([*vrange_options, *argv])}")
         argv = [*VRANGE_RUN, *map(str, vrange_options), *argv]
     else:
@@ -104,7 +106,9 @@ def status(proc):
 
 
 def trace(path):
-    """The events of a --trace file (docs/trace.md)."""
+    """The events of a --trace file (docs/trace.md); [] if there is none."""
+    if not os.path.exists(path):
+        return []
     with open(path) as f:
         return [json.loads(line) for line in f if line.endswith("\n")]
 
