@@ -188,7 +188,7 @@ class Checking:
         if self.check_access != "off":
             found = (f"{len(self.violations)} volatile access violation(s)"
                      f"{f' in {procs} process(es)' if procs else ''}; ")
-        print(f"vrange-run: summary: {found}{marked} VOLATILE calls, {purged} purges "
+        print(f"vrange-run: summary: {found}{marked} VOLATILE calls, {purged} runs discarded "
               f"(policy {policy}), {answers} purged answers received by the program",
               file=out, flush=True)
 

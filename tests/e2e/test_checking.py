@@ -68,7 +68,7 @@ def test_correct_cache_passes_clean_under_every_check(build):
     assert "done bad=0" in proc.stdout
     line = summary(proc.stderr)
     assert "0 volatile access violation(s)" in line
-    assert "24 purges" in line and "16 purged answers" in line
+    assert "24 runs discarded" in line and "16 purged answers" in line
 
 
 def test_random_policy_is_reproducible_with_its_seed(build):
