@@ -74,7 +74,7 @@ class _Parser(argparse.ArgumentParser):
 
 def parse_args(argv):
     parser = _Parser(
-        prog="vrange-run",
+        prog="vrange-run", allow_abbrev=False,
         description="Run PROGRAM with the vrange() volatile-range syscall emulated: its "
                     "calls are trapped with seccomp and answered with the semantics of the "
                     "2013-2014 kernel patches; every other syscall runs natively.",

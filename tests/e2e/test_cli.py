@@ -136,3 +136,11 @@ def test_refused_ptrace_or_seccomp_is_a_clear_125(build, nr, message):
     assert proc.returncode == 125
     assert proc.stderr.startswith(message), proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_program_arguments_that_look_like_our_options_are_the_programs():
+    # A prefix of several options (--purge) or an exact one (--stats) after
+    # the program name belongs to the program, never to vrange-run.
+    proc = vrange_run("sh", "-c", 'echo "$@"', "sh", "--purge", "--stats", "-v")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "--purge --stats -v\n" and proc.stderr == ""
