@@ -193,7 +193,7 @@ class PsiSource:
         self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         self._last = self._total()
         self._grown = 0
-        self.readings = Readings(self.name, 0, 0, 0)
+        self.readings = Readings(self.name, 0, threshold_us, 0)   # in stall us per poll
 
     def _total(self):
         text = os.pread(self._fd, 4096, 0).decode()

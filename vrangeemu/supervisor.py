@@ -418,7 +418,9 @@ class Supervisor(Purging, Checking):
         if self.trace:
             self.trace.event("fork" if space is not parent.space else "clone",
                              parent=parent.space.tgid, pid=space.tgid, tid=tid,
-                             vfork=event == ptrace.EVENT_VFORK, ranges=len(space.ranges))
+                             vfork=event == ptrace.EVENT_VFORK, ranges=len(space.ranges),
+                             volatile=space.ranges.volatile_bytes,
+                             purged_bytes=space.ranges.purged_bytes)
         space.tids.add(tid)
         if self.fast:
             self.fast.bind(tid, space)
