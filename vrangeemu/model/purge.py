@@ -63,9 +63,9 @@ def choose_victims(spaces, need, discardable, blocked=None):
     >>> choose_victims([a], PAGE, lambda s, lo, hi: [(lo, hi)])[1]
     8192
     """
-    per_space = [[((r.stamp, r.start, i), sp, r) for r in sp.ranges.lru()]
-                 for i, sp in enumerate(spaces)]
-    oldest_first = heapq.merge(*per_space, key=lambda item: item[0])
+    # Lazy: a decision usually needs the oldest few of maybe 10^5 ranges.
+    oldest_first = heapq.merge(*(_lru_items(i, sp) for i, sp in enumerate(spaces)),
+                               key=lambda item: item[0])
     plan, freed = {}, 0
     for _, space, rng in oldest_first:
         if freed >= need:
@@ -79,6 +79,11 @@ def choose_victims(spaces, need, discardable, blocked=None):
             plan.setdefault(space, []).extend(runs)
             freed += sum(end - start for start, end in runs)
     return plan, freed
+
+
+def _lru_items(i, space):
+    for r in space.ranges.lru():
+        yield (r.stamp, r.start, i), space, r
 
 
 def _first_bytes(runs, nbytes):
