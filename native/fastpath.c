@@ -214,12 +214,6 @@ static int serve_one(const struct vr_fast_profile *p, int listener,
     return 1;
 }
 
-static long long now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1000LL + t.tv_nsec / 1000000;
-}
 
 int vr_fast_serve(const struct vr_fast_profile *p, int listener, const int *fds, int nfds,
                   int timeout_ms, short *revents, struct vr_fast_op *ops, int max_ops,
@@ -231,13 +225,14 @@ int vr_fast_serve(const struct vr_fast_profile *p, int listener, const int *fds,
     pfd[0] = (struct pollfd){ listener, POLLIN, 0 };
     for (int i = 0; i < nfds; i++)
         pfd[i + 1] = (struct pollfd){ fds[i], POLLIN, 0 };
-    long long deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+    /* In ns, and each wait rounded up: waking a little early would spin. */
+    long long deadline = timeout_ms < 0 ? -1 : (long long)now_ns() + timeout_ms * 1000000LL;
     *nops = 0;
     for (;;) {
         int wait = -1;
         if (deadline >= 0) {
-            long long left = deadline - now_ms();
-            wait = left < 0 ? 0 : (int)left;
+            long long left = deadline - (long long)now_ns();
+            wait = left <= 0 ? 0 : (int)((left + 999999) / 1000000);
         }
         int ready = poll(pfd, nfds + 1, wait);
         if (ready < 0 && errno != EINTR)

@@ -11,6 +11,7 @@ C keeps, per address space ("slot"): the /proc maps fd for PROCMAP_QUERY,
 whether VOLATILE must check locks (`AddressSpace.may_lock`), and the purged
 runs (pushed by `sync_purged` whenever the purged set can have changed).
 """
+import math
 import time
 from collections import namedtuple
 from concurrent.futures import ThreadPoolExecutor
@@ -105,7 +106,7 @@ class FastLoop:
         try:
             while True:
                 ops = self._bufs[self._cur]
-                wait = -1 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+                wait = -1 if deadline is None else max(0, math.ceil((deadline - time.monotonic()) * 1000))
                 why = lib.vr_fast_serve(self._profile, self.listener_fd, fd_array, len(fds), wait,
                                         revents, ops, MAX_OPS, self._nops, self._slow)
                 if why < 0:
