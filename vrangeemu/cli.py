@@ -130,6 +130,18 @@ def parse_args(argv):
                              "SIGBUS and a per-process sample (RSS, volatile, purged; every "
                              "100 ms) to FILE as JSON lines (docs/trace.md); plot it with "
                              "vrange-report")
+    parser.add_argument("--live", action="store_true",
+                        help="draw a live view on stderr while PROGRAM runs (4 times a "
+                             "second): per traced process its pid, program, threads, "
+                             "anonymous RSS, volatile and purged bytes, ranges, calls and "
+                             "purges; a strip of its volatile address span (volatile / "
+                             "purged / not volatile); and the memory pressure (usage against "
+                             "the high/low marks and the limit, or PSI stall time).  "
+                             "PROGRAM's stdout is untouched, but what it writes to the same "
+                             "terminal is overwritten by the redraws: send that elsewhere.  "
+                             "If stderr is not a terminal (a file or a pipe), a plain text "
+                             "frame is printed at most once a second instead, without cursor "
+                             "movement")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="say what the supervisor does (trap method, forks, execs, purges)")
     parser.add_argument("program", help="the program to run (searched in PATH)")
@@ -149,6 +161,14 @@ def main(argv=None):
     from .trace import Trace
     from .checking import EXIT_VIOLATION
 
+    if opts.live:
+        try:
+            import rich  # noqa: F401  (live.py imports it only where used)
+            from .live import LiveView
+        except ImportError as exc:
+            print(f"vrange-run: --live needs the rich package (pip install 'rich>=12'): {exc}",
+                  file=sys.stderr)
+            return EXIT_SETUP
     if platform.machine() != "x86_64":
         print(f"vrange-run: only x86_64 is supported, not {platform.machine()}", file=sys.stderr)
         return EXIT_SETUP
@@ -190,11 +210,15 @@ def main(argv=None):
             return EXIT_SETUP
     stop = None
     try:
+        if opts.live:
+            sup.live = LiveView(sys.stderr)
         stop = sup.run()
     except SetupError as exc:
         print(f"vrange-run: {exc}", file=sys.stderr)
         return exc.status
     finally:
+        if sup.live:    # first: gives the terminal back before anything else is printed
+            sup.live.close(sup)
         if sup.trace:
             sup.trace.event("end", how=stop.kind if stop else None,
                             value=stop.value if stop else None)

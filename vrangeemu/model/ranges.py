@@ -190,6 +190,18 @@ class VolatileRanges:
     def __bool__(self) -> bool:
         return bool(self._ranges)
 
+    def bounds(self) -> tuple[int, int] | None:
+        """(start of the lowest range, end of the highest), None if there
+        are none.  O(log n); the live view scales its strips with it.
+
+        >>> vr = VolatileRanges(); vr.bounds()
+        >>> vr.mark(8 * PAGE, 9 * PAGE); vr.mark(PAGE, 2 * PAGE); vr.bounds() == (PAGE, 9 * PAGE)
+        True
+        """
+        if not self._ranges:
+            return None
+        return self._ranges.peekitem(0)[1].start, self._ranges.peekitem(-1)[1].end
+
     def lru(self) -> Iterator[Range]:
         """Ranges oldest stamp first, ties by start.  Lazy: do not mark or
         unmark while iterating (set_purged is fine).  O(1) to start."""
