@@ -98,17 +98,24 @@ class Checking:
         self._purge_in(task)
 
     def _step_out(self, task):
-        """From a seccomp stop to the user-mode boundary (a SIGTRAP stop).
-        Returns the signal to deliver later (0 for that SIGTRAP), or None if
-        the task died."""
-        ptrace.singlestep(task.tid)
-        stop = inject.wait_for(task.tid, self.deferred)
-        if stop.kind in ("exited", "killed"):
-            self._on_exit(stop)
-            return None
-        if stop.kind == "signal" and stop.value != signal.SIGTRAP:
-            return stop.value   # another signal came first: deliver it after
-        return 0
+        """From a seccomp stop to the user-mode boundary: the step's SIGTRAP
+        stop (dropped).  A signal or an interrupt that comes first is waited
+        through; returns the signal to deliver afterwards (0 if none), or
+        None if the task died."""
+        held = 0
+        for _ in range(8):
+            ptrace.singlestep(task.tid)
+            stop = inject.wait_for(task.tid, self.deferred)
+            if stop.kind in ("exited", "killed"):
+                self._on_exit(stop)
+                return None
+            if stop.kind == "signal" and stop.value == signal.SIGTRAP:
+                return held
+            if stop.kind == "signal":
+                if held:   # a second one: let the kernel queue it again
+                    lib.vr_tgkill(task.space.tgid, task.tid, held)
+                held = stop.value
+        raise RuntimeError(f"thread {task.tid} did not step out of its vrange call")
 
     def _insn(self, task):
         """A `syscall` instruction to inject at: the vDSO's, else the one the

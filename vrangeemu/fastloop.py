@@ -12,17 +12,19 @@ whether VOLATILE must check locks (`AddressSpace.may_lock`), and the purged
 runs (pushed by `sync_purged` whenever the purged set can have changed).
 """
 import math
+import select
 import time
 from collections import namedtuple
 from concurrent.futures import ThreadPoolExecutor
 
+from . import calls
 from ._native import ffi, lib
-from .abi import USER_SPACE_END
+from .abi import NONVOLATILE, USER_SPACE_END, VOLATILE
 
 MAX_OPS = 256   # calls served per batch before the log is applied
 
 Op = namedtuple("Op", "kind tid slot start end partial t")   # t: time.monotonic() of the answer
-VOLATILE, NONVOLATILE, LOCK = lib.VR_OP_VOLATILE, lib.VR_OP_NONVOLATILE, lib.VR_OP_LOCK
+OP_VOLATILE, OP_NONVOLATILE, LOCK = lib.VR_OP_VOLATILE, lib.VR_OP_NONVOLATILE, lib.VR_OP_LOCK
 READY, SLOW, HUP, FULL = lib.VR_FAST_READY, lib.VR_FAST_SLOW, lib.VR_FAST_HUP, lib.VR_FAST_FULL
 
 
@@ -146,3 +148,58 @@ class FastLoop:
 
 def _apply_log(apply, ops, n):
     apply([Op(o.kind, o.tid, o.slot, o.start, o.end, o.partial, o.ns / 1e9) for o in ops[0:n]])
+
+
+class NativeCalls:
+    """The supervisor's side of the native loop (mixed into Supervisor, which
+    provides `fast`, `listener`, `trace`, `profile` and `_space_of`)."""
+
+    @property
+    def locks_trapped(self):
+        """The filter reports mlock & co (notify mode): spaces start with may_lock False."""
+        return self.listener is not None
+
+    def _serve_fast(self, fds, timeout):
+        """Let the native loop serve calls; returns (ready fds, a call it
+        handed back or None).  The model is current when this returns."""
+        why, ready, call = self.fast.serve(fds, timeout, self._apply_served)
+        if why == HUP:   # no process holds the filter any more
+            self.fast.close()
+            self.fast = None
+        return dict.fromkeys(ready, select.POLLIN), call
+
+    def _apply_served(self, ops):
+        """Apply calls the native loop answered (maybe in its worker thread:
+        touches the model only, never ptrace)."""
+        for op in ops:
+            if op.kind == LOCK:
+                # A task not adopted yet comes last in its log (see fastpath.c),
+                # and that log is applied here in the main thread.
+                space = self.fast.space(op.slot) if op.slot >= 0 else self._space_of(op.tid)
+                if space is not None:
+                    self._note_lock(space, op.tid)
+            else:
+                space = self.fast.space(op.slot)
+                volatile = op.kind == OP_VOLATILE
+                calls.apply(space, volatile, op.start, op.end, op.partial)
+                if self.trace:
+                    length = op.end - op.start
+                    self.trace.call(space, op.tid, VOLATILE if volatile else NONVOLATILE,
+                                    op.start, length, 0 if self.profile.returns == "purged" else length,
+                                    0, False, "native", t=op.t)
+
+    def _note_lock(self, space, tid):
+        if self.trace and not space.may_lock:
+            self.trace.event("lock", pid=space.tgid, tid=tid)
+        space.may_lock = True
+        if self.fast:
+            self.fast.set_may_lock(space)
+
+    def _mirror_new(self, space):
+        if self.fast:
+            self.fast.add(space)
+
+    def _mirror(self, space):
+        """The purged pages of `space` changed: tell the native loop."""
+        if self.fast:
+            self.fast.sync_purged(space)

@@ -16,7 +16,6 @@ import time
 import traceback
 
 from . import calls, fastloop, spawn
-from .abi import NONVOLATILE, VOLATILE
 from ._native import ffi, lib
 from .linux import procfs, ptrace
 from .linux.notify import Listener
@@ -24,6 +23,8 @@ from .linux.procfs import ProcessMemory
 from .model.ranges import VolatileRanges
 from .model.space import AddressSpace
 from .checking import Checking
+from .fastloop import NativeCalls
+from .tracing import Tracing
 from .model.policy import PurgePolicy
 from .purging import Purging
 from .spawn import SetupError
@@ -52,7 +53,7 @@ class Task:
         self.in_vfork = False
 
 
-class Supervisor(Purging, Checking):
+class Supervisor(Purging, Checking, NativeCalls, Tracing):
     def __init__(self, argv, profile, trap="notify", log=None, purged_access="sigbus",
                  fork_volatility="inherit", policy=None, check_access="off"):
         self.argv = argv
@@ -93,11 +94,6 @@ class Supervisor(Purging, Checking):
             self.listener = Listener(started.listener)
             if os.environ.get("VRANGEEMU_FASTPATH", "1") != "0":
                 self.fast = fastloop.FastLoop(started.listener, self.profile)
-
-    @property
-    def locks_trapped(self):
-        """The filter reports mlock & co (notify mode): spaces start with may_lock False."""
-        return self.listener is not None
 
     # --- the loop -------------------------------------------------------------
     def run(self):
@@ -184,44 +180,6 @@ class Supervisor(Purging, Checking):
             due.append(self.live.due_in())
         return max(0, int(min(due) * 1000) + 1) if due else -1
 
-    def _trace_start(self):
-        if self.trace:
-            readings = self.pressure.readings if self.pressure else None
-            self.trace.event("start", argv=self.argv, pid=self.main_pid, abi=self.profile.name,
-                             nr=self.profile.nr, trap=self.trap, native_loop=self.fast is not None,
-                             pressure=self.pressure.name if self.pressure else None,
-                             limit=getattr(readings, "limit", None),
-                             high=getattr(readings, "high", None), low=getattr(readings, "low", None))
-
-    def _serve_fast(self, fds, timeout):
-        """Let the native loop serve calls; returns (ready fds, a call it
-        handed back or None).  The model is current when this returns."""
-        why, ready, call = self.fast.serve(fds, timeout, self._apply_served)
-        if why == fastloop.HUP:   # no process holds the filter any more
-            self.fast.close()
-            self.fast = None
-        return dict.fromkeys(ready, select.POLLIN), call
-
-    def _apply_served(self, ops):
-        """Apply calls the native loop answered (maybe in its worker thread:
-        touches the model only, never ptrace)."""
-        for op in ops:
-            if op.kind == fastloop.LOCK:
-                # A task not adopted yet comes last in its log (see fastpath.c),
-                # and that log is applied here in the main thread.
-                space = self.fast.space(op.slot) if op.slot >= 0 else self._space_of(op.tid)
-                if space is not None:
-                    self._note_lock(space, op.tid)
-            else:
-                space = self.fast.space(op.slot)
-                volatile = op.kind == fastloop.VOLATILE
-                calls.apply(space, volatile, op.start, op.end, op.partial)
-                if self.trace:
-                    length = op.end - op.start
-                    self.trace.call(space, op.tid, VOLATILE if volatile else NONVOLATILE,
-                                    op.start, length, 0 if self.profile.returns == "purged" else length,
-                                    0, False, "native", t=op.t)
-
     def _on_signals(self, sigfd):
         """Called when the signalfd is readable: SIGCHLD, SIGUSR1, forwarded ones."""
         info = ffi.new("struct vr_siginfo *")
@@ -281,29 +239,6 @@ class Supervisor(Purging, Checking):
                 self._mirror(space)
             self._trace_call(space, tid, args, answer)
 
-    def _trace_call(self, space, tid, args, answer):
-        if self.trace:
-            call = self.profile.decode(args)
-            self.trace.call(space, tid, call.mode, call.start, call.length,
-                            -1 if answer.error else answer.value, answer.error,
-                            answer.repinned_purged is not None, "python")
-
-    def _note_lock(self, space, tid):
-        if self.trace and not space.may_lock:
-            self.trace.event("lock", pid=space.tgid, tid=tid)
-        space.may_lock = True
-        if self.fast:
-            self.fast.set_may_lock(space)
-
-    def _mirror_new(self, space):
-        if self.fast:
-            self.fast.add(space)
-
-    def _mirror(self, space):
-        """The purged pages of `space` changed: tell the native loop."""
-        if self.fast:
-            self.fast.sync_purged(space)
-
     def _serve(self, space, tid, args, write_purged):
         try:
             return calls.serve(space, self.profile, args, write_purged)
@@ -333,19 +268,6 @@ class Supervisor(Purging, Checking):
             if task.space is not None:
                 return self._after_call(task, args, answer)
         return 0
-
-    def _trace_sigbus(self, task):
-        """A SIGBUS about to be delivered: a purged page touched while volatile?"""
-        try:
-            addr = ptrace.siginfo_addr(task.tid)
-        except ptrace.PtraceError:
-            return
-        space = task.space
-        hit = space.ranges.overlapping(addr & ~4095, (addr & ~4095) + 4096) if space else []
-        self.trace.event("sigbus", pid=space.tgid if space else task.tid, tid=task.tid,
-                         addr=addr, range=[hit[0].start, hit[0].end] if hit else None,
-                         purged=bool(hit) and space.ranges.is_purged(addr & ~4095,
-                                                                     (addr & ~4095) + 4096))
 
     def _space_of(self, tid):
         task = self.tasks.get(tid)
