@@ -55,6 +55,16 @@ def _probability(text):
     return p
 
 
+def _calls(text):
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{text}: not a number of calls (0 or more)")
+    return n
+
+
 def _size(text):
     from .pressure import parse_size
     try:
@@ -115,7 +125,7 @@ def parse_args(argv):
                             "0..--purge-delay of the process's later vrange calls")
     check.add_argument("--purge-probability", type=_probability, default=0.5, metavar="P",
                        help="for --purge-policy random (default 0.5)")
-    check.add_argument("--purge-delay", type=int, default=4, metavar="CALLS",
+    check.add_argument("--purge-delay", type=_calls, default=4, metavar="CALLS",
                        help="for --purge-policy random: at most this many later calls (default 4)")
     check.add_argument("--seed", type=int, metavar="N",
                        help="seed for --purge-policy random (default: a random one; it is "

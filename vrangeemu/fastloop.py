@@ -24,7 +24,7 @@ from .abi import NONVOLATILE, USER_SPACE_END, VOLATILE
 MAX_OPS = 256   # calls served per batch before the log is applied
 
 Op = namedtuple("Op", "kind tid slot start end partial t")   # t: time.monotonic() of the answer
-OP_VOLATILE, OP_NONVOLATILE, LOCK = lib.VR_OP_VOLATILE, lib.VR_OP_NONVOLATILE, lib.VR_OP_LOCK
+OP_VOLATILE, LOCK = lib.VR_OP_VOLATILE, lib.VR_OP_LOCK   # else VR_OP_NONVOLATILE
 READY, SLOW, HUP, FULL = lib.VR_FAST_READY, lib.VR_FAST_SLOW, lib.VR_FAST_HUP, lib.VR_FAST_FULL
 
 

@@ -366,7 +366,7 @@ def _process_row(ax, p, run):
                         xytext=(3, 0), textcoords="offset points", fontsize=7,
                         color=WHY_COLOURS.get(why, "tab:brown"), va="center")
     if p.sigbus:
-        marks, = ax.plot([t for t, _, _ in p.sigbus], [0.04] * len(p.sigbus), transform=top,
+        ax.plot([t for t, _, _ in p.sigbus], [0.04] * len(p.sigbus), transform=top,
                          linestyle="none", marker="X", markersize=7, color="black",
                          gid=f"sigbus-{p.pid}", clip_on=False, zorder=5)
         handles.append(Line2D([], [], linestyle="none", marker="X", color="black",

@@ -11,7 +11,7 @@ by its log worker, off the program's path.
 import json
 import time
 
-VERSION = 1
+VERSION = 1          # of the schema in docs/trace.md, in the start event
 SAMPLE_EVERY = 0.1   # seconds between "sample" events (RSS, volatile, purged per process)
 
 

@@ -1,5 +1,6 @@
 """The supervisor's --trace events (mixed into Supervisor; the writer is trace.py)."""
 from .linux import ptrace
+from .trace import VERSION
 
 PAGE = 4096
 
@@ -10,7 +11,7 @@ class Tracing:
     def _trace_start(self):
         if self.trace:
             readings = self.pressure.readings if self.pressure else None
-            self.trace.event("start", argv=self.argv, pid=self.main_pid, abi=self.profile.name,
+            self.trace.event("start", version=VERSION, argv=self.argv, pid=self.main_pid, abi=self.profile.name,
                              nr=self.profile.nr, trap=self.trap, native_loop=self.fast is not None,
                              pressure=self.pressure.name if self.pressure else None,
                              limit=getattr(readings, "limit", None),

@@ -83,7 +83,8 @@ def test_random_policy_is_reproducible_with_its_seed(build):
 
 
 @pytest.mark.parametrize("bad", [["--purge-probability", "2"], ["--purge-policy", "often"],
-                                 ["--check-access", "maybe"]])
+                                 ["--check-access", "maybe"], ["--purge-delay", "-1"],
+                                 ["--seed", "x"]])
 def test_bad_options_are_usage_errors(bad):
     proc = vrange_run(*bad, "true")
     assert proc.returncode == 125 and "Traceback" not in proc.stderr
