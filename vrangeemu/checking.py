@@ -74,7 +74,7 @@ class Checking:
                 protect.append((SYS_MPROTECT, (start, end - start, prot)))
         if not protect and not purge:
             return 0
-        sig = self._step_out(task)
+        sig = self._step_out(task)   # may swallow a PTRACE_INTERRUPT: see the end
         if sig is None:
             return None
         if protect:
@@ -86,9 +86,26 @@ class Checking:
                 lib.vr_tgkill(space.tgid, task.tid, held)
         if purge:
             self._purge_now(task, purge)
-            if task.tid not in self.tasks:
-                return None
-        return sig
+        elif task.purge_by:   # a purge asked for meanwhile: we are at a boundary now
+            self._purge_in(task)
+        return sig if task.tid in self.tasks else None
+
+    def _purge_before_call(self, task):
+        """At a seccomp stop with a purge pending for its thread (asked for
+        before this call): skip the call for now, step out, purge, and let
+        the program run the call again (rip back on its `syscall`), so the
+        purge lands first, as in notify mode.  Returns the resume signal or
+        None if the task died."""
+        regs = ptrace.getregs(task.tid)
+        regs.orig_rax = (1 << 64) - 1   # skipped ...
+        regs.rax = self.profile.nr      # ... and made again, with the same arguments
+        regs.rip -= 2
+        ptrace.setregs(task.tid, regs)
+        sig = self._step_out(task)
+        if sig is None:
+            return None
+        self._purge_in(task)
+        return sig if task.tid in self.tasks else None
 
     def _purge_now(self, task, runs):
         space = task.space

@@ -251,6 +251,8 @@ class Supervisor(Purging, Checking, NativeCalls, Tracing):
         """ptrace trap mode: the task is stopped at its vrange call; the real
         syscall is always skipped (before the first exec it fails ENOSYS).
         Returns the signal to resume it with, None if it died."""
+        if task.purge_by and task.space is not None:
+            return self._purge_before_call(task)
         regs = ptrace.getregs(task.tid)
         args = [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9]
         if task.space is None:

@@ -6,6 +6,7 @@ import pytest
 
 from conftest import vrange_run
 from vrangeemu.checking import EXIT_VIOLATION
+from vrangeemu.linux import cgroup as cg
 
 
 def touched(stdout):
@@ -88,3 +89,14 @@ def test_random_policy_is_reproducible_with_its_seed(build):
 def test_bad_options_are_usage_errors(bad):
     proc = vrange_run(*bad, "true")
     assert proc.returncode == 125 and "Traceback" not in proc.stderr
+
+
+@pytest.mark.skipif(not (cg.v2_root() or cg.v1_root()), reason="no memory cgroup controller")
+def test_checked_cache_still_fits_its_memory_limit(build):
+    """Pressure purges still land while every call stops in ptrace for the
+    checks (a purge asked for meanwhile runs at the call's own stop)."""
+    proc = vrange_run("--check-access", "report", "--memory-limit", "64M",
+                      build("cache_under_limit"), 64, 200, 8)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert re.search(r"rebuilt=[1-9]\d* .*bad=0 hot_bad=0", proc.stdout), proc.stdout
+    assert "0 volatile access violation(s)" in summary(proc.stderr)
