@@ -99,6 +99,8 @@ def trap_round_trip(runs, calls, exe):
     slow = calls // 4   # for ptrace stops and cross-CPU wake-ups
     fns = {
         "trap_notify": lambda: probe([*probe_calls, calls]),
+        # The same while writing a --trace (every call is logged).
+        "trap_traced": lambda: probe([*probe_calls, calls], ["--trace", os.devnull]),
         # The same with every call served by the Python loop (no native loop).
         "trap_python": lambda: probe([*probe_calls, slow], VRANGEEMU_FASTPATH="0"),
         "floor_notify": lambda: measure([exe["floor_notify"], NR, *probe_calls, calls]),
@@ -330,6 +332,8 @@ def trap_rows(r):
     rows = [
         ("vrange call round trip, user notification (default)", f"{tn:.1f} us",
          f"{tn / fn:.1f}x the notify floor; {tn / bare:.0f}x a bare syscall"),
+        ("the same, with `--trace` (every call logged)", f"{r['trap_traced']['calls_us']:.1f} us",
+         f"{r['trap_traced']['calls_us'] / tn:.2f}x without"),
         ("the same, every call served by the Python loop (`VRANGEEMU_FASTPATH=0`)",
          f"{tpy:.1f} us", f"{tpy / tn:.1f}x the native loop; {tpy / fn:.1f}x the notify floor"),
         ("vrange call round trip, `--trap ptrace`", f"{tp:.1f} us",
