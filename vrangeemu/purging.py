@@ -190,6 +190,8 @@ class Purging:
     def _blocked(self, space, lo, hi):
         """True if a resident page of [lo, hi) must stay: shared copy-on-write
         with a process that still needs it (the zero page aside)."""
+        if all(sp is space for sp in self.spaces()):
+            return False   # no one to share a page with (see _discardable)
         return bool(self._shared_verdicts(space, lo, hi)[1])
 
     def _discardable(self, space, lo, hi, companions=None):
