@@ -29,6 +29,7 @@ PROT_NONE = 0
 PROT_RW = 3
 PAGE = 4096
 EXIT_VIOLATION = 66   # the program touched volatile memory (documented in --help)
+MARKED_AT_KEPT = 1 << 16   # marking times kept before those of gone ranges are dropped
 
 
 class Violation:
@@ -46,6 +47,7 @@ class Checking:
     def _checking_init(self):
         self.violations = []
         self.marked_at = {}      # Range stamp -> seconds into the run it was marked
+        self._marked_limit = MARKED_AT_KEPT
         self.started_at = time.monotonic()
 
     @property
@@ -66,8 +68,7 @@ class Checking:
         if answer.span and answer.span[0] < answer.span[1]:
             start, end = answer.span
             if call.mode == VOLATILE:
-                for r in space.ranges.overlapping(start, end):
-                    self.marked_at.setdefault(r.stamp, time.monotonic() - self.started_at)
+                self._note_marked(space, start, end)
                 purge += self.policy.on_volatile(id(space), start, end)
             if self.check_access != "off":
                 prot = PROT_NONE if call.mode == VOLATILE else PROT_RW
@@ -89,6 +90,14 @@ class Checking:
         elif task.purge_by:   # a purge asked for meanwhile: we are at a boundary now
             self._purge_in(task)
         return sig if task.tid in self.tasks else None
+
+    def _note_marked(self, space, start, end):
+        for r in space.ranges.overlapping(start, end):
+            self.marked_at.setdefault(r.stamp, time.monotonic() - self.started_at)
+        if len(self.marked_at) > self._marked_limit:   # forget ranges that are gone
+            live = {r.stamp for sp in self.spaces() for r in sp.ranges}
+            self.marked_at = {k: v for k, v in self.marked_at.items() if k in live}
+            self._marked_limit = max(MARKED_AT_KEPT, 2 * len(self.marked_at))
 
     def _purge_before_call(self, task):
         """At a seccomp stop with a purge pending for its thread (asked for
