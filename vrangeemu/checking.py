@@ -78,13 +78,8 @@ class Checking:
         sig = self._step_out(task)   # may swallow a PTRACE_INTERRUPT: see the end
         if sig is None:
             return None
-        if protect:
-            done = inject.run(task.tid, self._insn(task), protect, self.deferred)
-            if done.death is not None:
-                self._on_exit(done.death)
-                return None
-            for held in done.signals:
-                lib.vr_tgkill(space.tgid, task.tid, held)
+        if protect and not self._inject(task, protect):
+            return None
         if purge:
             self._purge_now(task, purge)
         elif task.purge_by:   # a purge asked for meanwhile: we are at a boundary now
@@ -143,6 +138,17 @@ class Checking:
                 held = stop.value
         raise RuntimeError(f"thread {task.tid} did not step out of its vrange call")
 
+    def _inject(self, task, syscalls):
+        """Run `syscalls` in the stopped task and re-send the signals held
+        meanwhile.  False if it died (then it is already forgotten)."""
+        done = inject.run(task.tid, self._insn(task), syscalls, self.deferred)
+        if done.death is not None:
+            self._on_exit(done.death)
+            return False
+        for sig in done.signals:
+            lib.vr_tgkill(task.space.tgid, task.tid, sig)
+        return True
+
     def _insn(self, task):
         """A `syscall` instruction to inject at: the vDSO's, else the one the
         task just left (we only inject right after a call or at a fault)."""
@@ -188,14 +194,8 @@ class Checking:
         space.ranges.unmark(page, page + PAGE)
         if space.trap_fd >= 0:
             lib.vr_uffd_unregister(space.trap_fd, page, PAGE)
-        done = inject.run(task.tid, self._insn(task), [(SYS_MPROTECT, (page, PAGE, PROT_RW))],
-                          self.deferred)
-        if done.death is not None:
-            self._on_exit(done.death)
-            return True
-        for sig in done.signals:
-            lib.vr_tgkill(space.tgid, task.tid, sig)
-        ptrace.cont(task.tid, 0)
+        if self._inject(task, [(SYS_MPROTECT, (page, PAGE, PROT_RW))]):
+            ptrace.cont(task.tid, 0)
         return True
 
     def _report(self, v):

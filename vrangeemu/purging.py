@@ -58,9 +58,8 @@ class Purging:
                              low=r.low, limit=r.limit, need=need)
         if need <= 0:
             return
-        spaces = self.spaces()
-        for space in spaces:   # what pressure found resident, for --stats
-            scan = space.memory.resident if len(spaces) == 1 else space.memory.discardable
+        for space in self.spaces():   # what pressure found resident, for --stats
+            scan = space.memory.resident if self._alone(space) else space.memory.discardable
             resident = sum(e - s for s, e in purge_runs(space.ranges, scan))
             space.stats.resident_volatile_peak = max(space.stats.resident_volatile_peak,
                                                      resident)
@@ -187,11 +186,17 @@ class Purging:
             lib.vr_tgkill(space.tgid, task.tid, sig)
         return True
 
+    def _alone(self, space):
+        """No other traced space exists, so no page of `space` can be shared
+        copy-on-write with one (KSM aside: discarding frees nothing, harmless)
+        and the cheaper PAGEMAP_SCAN walk finds what may go."""
+        return all(sp is space for sp in self.spaces())
+
     def _blocked(self, space, lo, hi):
         """True if a resident page of [lo, hi) must stay: shared copy-on-write
         with a process that still needs it (the zero page aside)."""
-        if all(sp is space for sp in self.spaces()):
-            return False   # no one to share a page with (see _discardable)
+        if self._alone(space):
+            return False
         return bool(self._shared_verdicts(space, lo, hi)[1])
 
     def _discardable(self, space, lo, hi, companions=None):
@@ -199,11 +204,10 @@ class Purging:
         resident pages, plus pages shared copy-on-write whose every sharer
         is traced and has them volatile (model.cow).  With `companions`, the
         sharers' matching pages are added there so they are purged too."""
-        others = [sp for sp in self.spaces() if sp is not space]
-        if not others:   # no one to share a page with (KSM aside: freeing nothing, harmless)
+        if self._alone(space):
             return space.memory.resident(lo, hi)
         runs = space.memory.discardable(lo, hi)
-        if not any(sp.ranges for sp in others):
+        if not any(sp.ranges for sp in self.spaces() if sp is not space):
             return runs
         approved, _ = self._shared_verdicts(space, lo, hi)
         for addr, sharers in approved:
