@@ -128,7 +128,7 @@ def pressure_reaction(runs, exe, notes):
     """From crossing the high watermark of a 64 MiB cgroup to the volatile
     pages being gone."""
     from vrangeemu.linux import cgroup
-    from vrangeemu.pressure import watermarks
+    from vrangeemu.supervisor.pressure import watermarks
     v1, v2 = cgroup.v1_root(), cgroup.v2_root()
     if not (v2 or v1):
         notes.append("no memory cgroup controller: reaction not measured")
@@ -198,7 +198,7 @@ def tree_ops(runs, quick, ranges=100_000):
         tree.mark(*page(slot))
     for slot in range(0, ranges, 4):
         tree.set_purged(*page(slot))
-    space = AddressSpace(1, "bench", None, tree)
+    space = AddressSpace(1, "bench", tree)
 
     def everything(space, lo, hi):   # every page is resident and discardable
         return [(lo, hi)]

@@ -2,8 +2,9 @@
 import errno
 
 from vrangeemu.abi import PROFILES
-from vrangeemu.calls import serve
+from vrangeemu.supervisor.calls import serve
 from vrangeemu.model.space import AddressSpace
+from vrangeemu.supervisor.tasks import TracedSpace
 from vrangeemu.model.vma import ANON, LOCKED, Vma
 
 P = 4096
@@ -31,7 +32,7 @@ class FakeMemory:
 
 
 def space(lo=0x10000, hi=0x20000, locked=()):
-    return AddressSpace(1, "test", FakeMemory(lo, hi, locked))
+    return TracedSpace(AddressSpace(1, "test"), FakeMemory(lo, hi, locked))
 
 
 def writer(bad=()):

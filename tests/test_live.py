@@ -19,7 +19,7 @@ from vrangeemu import live
 from vrangeemu.live import Pressure, Process, Snapshot, Strip, render, snapshot, strip_of
 from vrangeemu.model.ranges import PAGE, VolatileRanges
 from vrangeemu.model.space import AddressSpace
-from vrangeemu.pressure import Readings
+from vrangeemu.supervisor.pressure import Readings
 
 KiB, MiB = 1 << 10, 1 << 20
 BASE = 0x7F12_3450_0000
@@ -131,7 +131,7 @@ def make_space(pid, marks, purges=(), name="prog"):
         vr.mark(BASE + s * PAGE, BASE + e * PAGE)
     for s, e in purges:
         vr.set_purged(BASE + s * PAGE, BASE + e * PAGE)
-    space = AddressSpace(pid, name, None, vr, tids={pid, pid + 1})
+    space = AddressSpace(pid, name, vr, tids={pid, pid + 1})
     space.stats.calls, space.stats.purges, space.stats.purged_bytes = 7, 1, 99 * PAGE
     return space
 

@@ -8,7 +8,7 @@ purpose in a real run."""
 import pytest
 
 from vrangeemu.linux.cgroup import UNLIMITED, Cgroup
-from vrangeemu.pressure import CgroupSource, PsiSource, watermarks
+from vrangeemu.supervisor.pressure import CgroupSource, PsiSource, watermarks
 
 MiB = 1 << 20
 LIMIT = 64 * MiB

@@ -8,6 +8,7 @@ from .abi import CLAIMED, NATIVE_NR, PROFILES
 from .model.policy import POLICIES, PurgePolicy
 
 EXIT_SETUP = 125   # our own failure, as env(1) and timeout(1) use it
+EXIT_INTERNAL = 70   # EX_SOFTWARE: VRANGEEMU_CHECK=1 found the supervisor inconsistent
 
 EPILOG = f"""\
 ABI profiles (--abi):
@@ -66,7 +67,7 @@ def _calls(text):
 
 
 def _size(text):
-    from .pressure import parse_size
+    from .supervisor.pressure import parse_size
     try:
         size = parse_size(text)
     except ValueError as exc:
@@ -166,10 +167,10 @@ def main(argv=None):
     opts = parse_args(sys.argv[1:] if argv is None else argv)
     # Imported late: --help must work even where the native part is missing.
     from .supervisor import SetupError, Supervisor, log_to_stderr
+    from .supervisor.checks import EXIT_VIOLATION
+    from .supervisor.pressure import SetupProblem, choose_source
     from .report import print_stats, write_json
-    from .pressure import SetupProblem, choose_source
-    from .trace import Trace
-    from .checking import EXIT_VIOLATION
+    from . import _bridge
 
     if opts.live:
         try:
@@ -203,45 +204,52 @@ def main(argv=None):
                      purged_access=opts.purged_access, fork_volatility=opts.fork_volatility,
                      policy=policy, check_access=opts.check_access)
     try:
-        sup.pressure, sup.cgroup_procs = choose_source(
-            opts.pressure, opts.memory_limit, sup, log or _quiet, log_to_stderr)
+        source, procs = choose_source(opts.pressure, opts.memory_limit, sup.tasks,
+                                      log or _quiet, log_to_stderr)
     except (SetupProblem, OSError) as exc:
         print(f"vrange-run: {exc}", file=sys.stderr)
         return EXIT_SETUP
+    sup.use_pressure(source, procs)
     if opts.verbose:
-        log_to_stderr(f"pressure: {sup.pressure.name if sup.pressure else 'none (SIGUSR1 only)'}")
+        log_to_stderr(f"pressure: {source.name if source else 'none (SIGUSR1 only)'}")
+    trace = None
     if opts.trace:
         try:
-            sup.trace = Trace(opts.trace)
+            trace = _bridge.attach_trace(sup.bus, opts.trace)
         except OSError as exc:
             print(f"vrange-run: --trace: {exc}", file=sys.stderr)
-            if sup.pressure:
-                sup.pressure.close()
+            if source:
+                source.close()
             return EXIT_SETUP
+    legacy = _bridge.Legacy(sup)
     stop = None
     try:
         if opts.live:
-            sup.live = LiveView(sys.stderr)
+            live = LiveView(sys.stderr)
+            sup.live = type("L", (), {"due_in": live.due_in, "refresh": lambda self: live.refresh(legacy),
+                                      "close": lambda self: live.close(legacy)})()
         stop = sup.run()
     except SetupError as exc:
         print(f"vrange-run: {exc}", file=sys.stderr)
         return exc.status
     finally:
         if sup.live:    # first: gives the terminal back before anything else is printed
-            sup.live.close(sup)
-        if sup.trace:
-            sup.trace.event("end", how=stop.kind if stop else None,
-                            value=stop.value if stop else None)
-            sup.trace.close()
-        sup.checking_summary(sys.stderr)
+            sup.live.close()
+        if trace:
+            trace.event("end", how=stop.kind if stop else None,
+                        value=stop.value if stop else None)
+            trace.close()
+        sup.checker.summary(sys.stderr)
         if opts.stats:
-            print_stats(sup, sys.stderr)
+            print_stats(legacy, sys.stderr)
         if opts.stats_json:
             try:
-                write_json(sup, opts.stats_json)
+                write_json(legacy, opts.stats_json)
             except OSError as exc:
                 print(f"vrange-run: --stats-json: {exc}", file=sys.stderr)
-    if sup.violations:
+    if sup.invariant_failed:
+        return EXIT_INTERNAL
+    if sup.checker.violations:
         return EXIT_VIOLATION
     if stop is None:
         return EXIT_SETUP

@@ -5,7 +5,7 @@ import re
 import pytest
 
 from conftest import vrange_run
-from vrangeemu.checking import EXIT_VIOLATION
+from vrangeemu.supervisor.checks import EXIT_VIOLATION
 from vrangeemu.linux import cgroup as cg
 
 

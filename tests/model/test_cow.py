@@ -10,7 +10,7 @@ P = 4096
 
 def forked(n):
     clock = itertools.count(1).__next__
-    spaces = [AddressSpace(i, f"p{i}", None, VolatileRanges(clock)) for i in range(n)]
+    spaces = [AddressSpace(i, f"p{i}", VolatileRanges(clock)) for i in range(n)]
     for sp in spaces:
         sp.ranges.mark(0, 8 * P)    # inherited across fork
     return spaces

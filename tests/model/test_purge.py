@@ -53,7 +53,7 @@ from vrangeemu.model.space import AddressSpace
 
 def spaces_with_shared_clock(n):
     clock = itertools.count(1).__next__
-    return [AddressSpace(i, f"p{i}", None, VolatileRanges(clock)) for i in range(n)]
+    return [AddressSpace(i, f"p{i}", VolatileRanges(clock)) for i in range(n)]
 
 
 def everything(space, start, end):

@@ -1,44 +1,40 @@
-"""ptrace requests and wait-status decoding (x86_64).
+"""ptrace requests, wait statuses and the queue of stops (x86_64).
 
-Raw requests go through python-ptrace's binding; its high-level debugger is
-not used because it cannot decode PTRACE_EVENT_SECCOMP or PTRACE_EVENT_STOP.
+Raw requests go through python-ptrace's binding (its constants too); its
+high-level debugger is not used: it cannot decode PTRACE_EVENT_SECCOMP or
+PTRACE_EVENT_STOP, and polls with sleeps.  Every request raises TaskGone
+or OSError (errors.py).
 """
-import errno
+import collections
 import os
 import signal
 from typing import NamedTuple
 
 from ptrace.binding import func as _pt
+from ptrace.binding.func import (PTRACE_CONT, PTRACE_DETACH, PTRACE_EVENT_CLONE,
+                                 PTRACE_EVENT_EXEC, PTRACE_EVENT_FORK, PTRACE_EVENT_VFORK,
+                                 PTRACE_O_TRACECLONE, PTRACE_O_TRACEEXEC, PTRACE_O_TRACEFORK,
+                                 PTRACE_O_TRACEVFORK, PTRACE_SINGLESTEP)
 
-PTRACE_CONT = 7
-PTRACE_SINGLESTEP = 9
-PTRACE_DETACH = 17
+from .errors import translated
+
+# What python-ptrace 0.9.9 lacks (linux/ptrace.h).
 PTRACE_INTERRUPT = 0x4207
 PTRACE_LISTEN = 0x4208
-
-O_TRACEFORK = 1 << 1
-O_TRACEVFORK = 1 << 2
-O_TRACECLONE = 1 << 3
-O_TRACEEXEC = 1 << 4
 O_TRACESECCOMP = 1 << 7
-
-EVENT_FORK = 1
-EVENT_VFORK = 2
-EVENT_CLONE = 3
-EVENT_EXEC = 4
 EVENT_SECCOMP = 7
 EVENT_STOP = 128
-
 WALL = 0x40000000
+
+EVENT_FORK, EVENT_VFORK, EVENT_CLONE, EVENT_EXEC = (
+    PTRACE_EVENT_FORK, PTRACE_EVENT_VFORK, PTRACE_EVENT_CLONE, PTRACE_EVENT_EXEC)
 STOP_SIGNALS = frozenset((signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU))
 # A syscall interrupted by a stop reports one of these in rax (kernel-internal).
 RESTART_ERRNOS = frozenset((512, 513, 514, 516))
 
 # Follow every new task; no PTRACE_O_EXITKILL: if the supervisor dies the
 # program keeps running and its vrange calls fail with ENOSYS.
-SEIZE_OPTIONS = O_TRACEFORK | O_TRACEVFORK | O_TRACECLONE | O_TRACEEXEC
-
-PtraceError = _pt.PtraceError
+SEIZE_OPTIONS = PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK | PTRACE_O_TRACECLONE | PTRACE_O_TRACEEXEC
 
 
 class Stop(NamedTuple):
@@ -53,6 +49,10 @@ class Stop(NamedTuple):
     tid: int
     kind: str
     value: int
+
+    @property
+    def ended(self):
+        return self.kind in ("exited", "killed")
 
 
 def decode(tid, status):
@@ -69,47 +69,92 @@ def decode(tid, status):
     return Stop(tid, "signal", sig)
 
 
-def request(command, tid, addr=0, data=0):
-    return _pt.ptrace(command, tid, addr, data)
+class StopQueue:
+    """Wait statuses of all tracees, in order.  A wait for one task (during
+    an injection) keeps the others' statuses here for the loop: they must be
+    reaped, or a dying thread-group leader is never reported (the kernel
+    reports it only after its other threads)."""
+
+    def __init__(self):
+        self.deferred = collections.deque()   # (tid, status)
+
+    def poll(self):
+        """The next Stop without blocking (deferred ones first), or None."""
+        if self.deferred:
+            return decode(*self.deferred.popleft())
+        try:
+            tid, status = os.waitpid(-1, os.WNOHANG | WALL)
+        except ChildProcessError:
+            return None
+        return decode(tid, status) if tid else None
+
+    def wait_for(self, tid):
+        """Block until `tid` has a status; others' are deferred."""
+        while True:
+            got, status = os.waitpid(-1, WALL)
+            if got == tid:
+                return decode(tid, status)
+            self.deferred.append((got, status))
+
+    def wait_nohang(self, tid):
+        """`tid`'s status if it has one now (only `tid` is reaped), else None;
+        ChildProcessError if it is not ours (any more)."""
+        got, status = os.waitpid(tid, WALL | os.WNOHANG)
+        return decode(tid, status) if got else None
 
 
+@translated
 def interrupt(tid):
-    request(PTRACE_INTERRUPT, tid)
+    _pt.ptrace(PTRACE_INTERRUPT, tid, 0, 0)
 
 
+@translated
 def cont(tid, sig=0):
-    request(PTRACE_CONT, tid, 0, sig)
+    _pt.ptrace(PTRACE_CONT, tid, 0, sig)
 
 
+@translated
 def listen(tid):
-    request(PTRACE_LISTEN, tid)
+    _pt.ptrace(PTRACE_LISTEN, tid, 0, 0)
 
 
+@translated
 def singlestep(tid, sig=0):
-    request(PTRACE_SINGLESTEP, tid, 0, sig)
+    _pt.ptrace(PTRACE_SINGLESTEP, tid, 0, sig)
 
 
+@translated
 def detach(tid, sig=0):
-    request(PTRACE_DETACH, tid, 0, sig)
+    _pt.ptrace(PTRACE_DETACH, tid, 0, sig)
 
 
+@translated
 def eventmsg(tid):
     return _pt.ptrace_geteventmsg(tid)
 
 
+@translated
 def getregs(tid):
     return _pt.ptrace_getregs(tid)
 
 
+@translated
 def setregs(tid, regs):
     _pt.ptrace_setregs(tid, regs)
 
 
+@translated
 def siginfo_addr(tid):
     """si_addr of the signal a task is stopped to receive (at a signal-delivery stop)."""
     return _pt.ptrace_getsiginfo(tid)._sigfault._addr or 0
 
 
-def gone(exc):
-    """True if a PtraceError means the task no longer exists (or is not stopped)."""
-    return getattr(exc, "errno", None) == errno.ESRCH
+def resume(stop):
+    """Let a stopped task go on as the stop wants: keep a job-control stop
+    (PTRACE_LISTEN: stays stopped until SIGCONT), deliver a signal, or run."""
+    if stop.kind == "group-stop":
+        listen(stop.tid)
+    elif stop.kind == "signal":
+        cont(stop.tid, stop.value)
+    else:
+        cont(stop.tid)

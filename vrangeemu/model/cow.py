@@ -8,7 +8,7 @@ The caller reads the facts (pagemap PFNs, /proc/kpagecount) and this module
 decides.
 
 >>> from vrangeemu.model.space import AddressSpace
->>> a, b = AddressSpace(1, "a", None), AddressSpace(2, "b", None)
+>>> a, b = AddressSpace(1, "a"), AddressSpace(2, "b")
 >>> a.ranges.mark(0, 4096); b.ranges.mark(0, 4096)
 >>> sharers_if_discardable(0, a, [b], mapcount=2) == [a, b]
 True

@@ -59,7 +59,7 @@ def choose_victims(spaces, need, discardable, blocked=None):
 
     >>> from vrangeemu.model.ranges import VolatileRanges
     >>> from vrangeemu.model.space import AddressSpace
-    >>> a = AddressSpace(1, "a", None); a.ranges.mark(0, 2 * PAGE)
+    >>> a = AddressSpace(1, "a"); a.ranges.mark(0, 2 * PAGE)
     >>> choose_victims([a], PAGE, lambda s, lo, hi: [(lo, hi)])[1]
     8192
     """

@@ -31,32 +31,22 @@ class Stats:
 
 @dataclass(eq=False)
 class AddressSpace:
-    """Shared by every task (thread, vfork child) that uses one mm.
+    """The volatile state of one mm: shared by every task (thread, vfork
+    child) that uses it.  Pure: the supervisor keeps the runtime handles
+    (/proc files, userfaultfd, native-loop slot, purge request) beside it.
 
-    `memory` is the /proc view (linux.procfs.ProcessMemory, or a fake in
-    tests); `tids` the live tasks using it; `name` the program for reports.
+    `tids` are the live tasks using it; `name` the program for reports.
     """
     tgid: int
     name: str
-    memory: object
     ranges: VolatileRanges = field(default_factory=VolatileRanges)
     tids: set = field(default_factory=set)
     stats: Stats = field(default_factory=Stats)
-    # A requested purge not yet carried out: None, "all", or [(start, end)].
-    pending_purge: object = None
-    purge_why: str = ""      # what asked for it: "signal", "pressure" (or a --purge-policy)
-    # userfaultfd (held by the supervisor) raising SIGBUS on purged pages:
-    # -1 not created yet, -2 not available in this process (then zero-fill).
-    trap_fd: int = -1
-    # False while the program is known never to have locked memory in this
-    # space (the filter traps mlock & co): VOLATILE then skips the lock check.
-    may_lock: bool = True
-    slot: int = -1   # its slot in the native loop's mirror (fastloop), -1 if none
 
-    def fork(self, tgid, memory, inherit=True):
+    def fork(self, tgid, inherit=True):
         """The child's space after fork: volatility is inherited (v10), or
         the child starts with none (`inherit=False`, --fork-volatility clear)."""
         ranges = self.ranges.copy()
         if not inherit:
             ranges.clear()
-        return AddressSpace(tgid, self.name, memory, ranges)
+        return AddressSpace(tgid, self.name, ranges)

@@ -19,10 +19,12 @@ before building the event.
 """
 from typing import Any, List, NamedTuple, Optional, Tuple
 
-VERSION = 1   # of the schema in docs/trace.md, carried by Start
+VERSION = 1          # of the schema in docs/trace.md, carried by Start
+SAMPLE_EVERY = 0.1   # seconds between Sample events (RSS, volatile, purged per process)
 
 
 class Start(NamedTuple):
+    version: int         # VERSION
     argv: List[str]
     pid: int
     abi: str
@@ -33,7 +35,6 @@ class Start(NamedTuple):
     limit: Optional[int]
     high: Optional[int]
     low: Optional[int]
-    version: int = VERSION
     t: Optional[float] = None
     KIND = "start"
 

@@ -3,13 +3,15 @@
 The Python loop costs ~60 us per call; the calls that need no decision
 (valid arguments, plain private anonymous memory, no lock check due, no
 purged page met) are answered in C at a few us and logged.  The supervisor
-applies the log to the model (`calls.apply`) as soon as `serve()` returns,
-before it handles anything else, so the model is never read stale.  Calls
-that need a decision come back unanswered and take the Python path.
+(supervisor/native_calls.py) applies the log to the model as soon as
+`serve()` returns, before it handles anything else, so the model is never
+read stale.  Calls that need a decision come back unanswered and take the
+Python path.
 
 C keeps, per address space ("slot"): the /proc maps fd for PROCMAP_QUERY,
-whether VOLATILE must check locks (`AddressSpace.may_lock`), and the purged
+whether VOLATILE must check locks (the space's `may_lock`), and the purged
 runs (pushed by `sync_purged` whenever the purged set can have changed).
+What was pushed is remembered here too, for the supervisor's invariant check.
 """
 import math
 import select
@@ -17,9 +19,9 @@ import time
 from collections import namedtuple
 from concurrent.futures import ThreadPoolExecutor
 
-from . import calls
-from ._native import ffi, lib
-from .abi import NONVOLATILE, USER_SPACE_END, VOLATILE
+from .._native import ffi, lib
+from ..abi import USER_SPACE_END
+from .errors import check
 
 MAX_OPS = 256   # calls served per batch before the log is applied
 
@@ -30,9 +32,7 @@ READY, SLOW, HUP, FULL = lib.VR_FAST_READY, lib.VR_FAST_SLOW, lib.VR_FAST_HUP, l
 
 class FastLoop:
     def __init__(self, listener_fd, profile):
-        rc = lib.vr_fast_init()
-        if rc:
-            raise OSError(-rc, "vr_fast_init")
+        check(lib.vr_fast_init(), "vr_fast_init")
         self.listener_fd = listener_fd
         p = self._profile = ffi.new("struct vr_fast_profile *")
         p.nr, p.mode_volatile, p.mode_nonvolatile = profile.nr, profile.volatile, profile.nonvolatile
@@ -46,7 +46,8 @@ class FastLoop:
         self._executor = None
         self._nops = ffi.new("int *")
         self._slow = ffi.new("struct seccomp_notif *")
-        self._spaces = {}       # slot -> AddressSpace
+        self._spaces = {}       # slot -> space (a supervisor TracedSpace)
+        self.pushed = {}        # slot -> (maps fd, lock check, purged runs) as C has them
         self._free = []         # slots to reuse
         self._next = 0
 
@@ -59,12 +60,14 @@ class FastLoop:
             slot, self._next = self._next, self._next + 1
         space.slot = slot
         self._spaces[slot] = space
-        lib.vr_fast_slot(slot, space.memory.maps_fd, int(space.may_lock))
+        check(lib.vr_fast_slot(slot, space.memory.maps_fd, int(space.may_lock)), "vr_fast_slot")
+        self.pushed[slot] = (space.memory.maps_fd, space.may_lock, ())
         self.sync_purged(space)
 
     def drop(self, space):
         if self._spaces.pop(space.slot, None) is not None:
-            lib.vr_fast_slot(space.slot, -1, 0)
+            check(lib.vr_fast_slot(space.slot, -1, 0), "vr_fast_slot")
+            del self.pushed[space.slot]
             self._free.append(space.slot)
         space.slot = -1
 
@@ -77,6 +80,8 @@ class FastLoop:
     def set_may_lock(self, space):
         if space.slot >= 0:
             lib.vr_fast_set_lock_check(space.slot, 1)
+            fd, _, runs = self.pushed[space.slot]
+            self.pushed[space.slot] = (fd, True, runs)
 
     def sync_purged(self, space):
         """Push the purged runs of `space` (after a purge or a re-pin of purged pages)."""
@@ -84,9 +89,9 @@ class FastLoop:
             return
         runs = space.ranges.purged_intervals()
         flat = ffi.new("uint64_t[]", [x for run in runs for x in run] or [0])
-        rc = lib.vr_fast_set_purged(space.slot, flat, len(runs))
-        if rc:
-            raise OSError(-rc, "vr_fast_set_purged")
+        check(lib.vr_fast_set_purged(space.slot, flat, len(runs)), "vr_fast_set_purged")
+        fd, lock_check, _ = self.pushed[space.slot]
+        self.pushed[space.slot] = (fd, lock_check, tuple(runs))
 
     def space(self, slot):
         return self._spaces.get(slot)
@@ -111,8 +116,7 @@ class FastLoop:
                 wait = -1 if deadline is None else max(0, math.ceil((deadline - time.monotonic()) * 1000))
                 why = lib.vr_fast_serve(self._profile, self.listener_fd, fd_array, len(fds), wait,
                                         revents, ops, MAX_OPS, self._nops, self._slow)
-                if why < 0:
-                    raise OSError(-why, "vr_fast_serve")
+                check(why, "vr_fast_serve")
                 if why != FULL:
                     break
                 self._finish()       # the worker's previous log, then hand it this one
@@ -148,58 +152,3 @@ class FastLoop:
 
 def _apply_log(apply, ops, n):
     apply([Op(o.kind, o.tid, o.slot, o.start, o.end, o.partial, o.ns / 1e9) for o in ops[0:n]])
-
-
-class NativeCalls:
-    """The supervisor's side of the native loop (mixed into Supervisor, which
-    provides `fast`, `listener`, `trace`, `profile` and `_space_of`)."""
-
-    @property
-    def locks_trapped(self):
-        """The filter reports mlock & co (notify mode): spaces start with may_lock False."""
-        return self.listener is not None
-
-    def _serve_fast(self, fds, timeout):
-        """Let the native loop serve calls; returns (ready fds, a call it
-        handed back or None).  The model is current when this returns."""
-        why, ready, call = self.fast.serve(fds, timeout, self._apply_served)
-        if why == HUP:   # no process holds the filter any more
-            self.fast.close()
-            self.fast = None
-        return dict.fromkeys(ready, select.POLLIN), call
-
-    def _apply_served(self, ops):
-        """Apply calls the native loop answered (maybe in its worker thread:
-        touches the model only, never ptrace)."""
-        for op in ops:
-            if op.kind == LOCK:
-                # A task not adopted yet comes last in its log (see fastpath.c),
-                # and that log is applied here in the main thread.
-                space = self.fast.space(op.slot) if op.slot >= 0 else self._space_of(op.tid)
-                if space is not None:
-                    self._note_lock(space, op.tid)
-            else:
-                space = self.fast.space(op.slot)
-                volatile = op.kind == OP_VOLATILE
-                calls.apply(space, volatile, op.start, op.end, op.partial)
-                if self.trace:
-                    length = op.end - op.start
-                    self.trace.call(space, op.tid, VOLATILE if volatile else NONVOLATILE,
-                                    op.start, length, 0 if self.profile.returns == "purged" else length,
-                                    0, False, "native", t=op.t)
-
-    def _note_lock(self, space, tid):
-        if self.trace and not space.may_lock:
-            self.trace.event("lock", pid=space.tgid, tid=tid)
-        space.may_lock = True
-        if self.fast:
-            self.fast.set_may_lock(space)
-
-    def _mirror_new(self, space):
-        if self.fast:
-            self.fast.add(space)
-
-    def _mirror(self, space):
-        """The purged pages of `space` changed: tell the native loop."""
-        if self.fast:
-            self.fast.sync_purged(space)

@@ -3,8 +3,9 @@ import errno
 import os
 from typing import NamedTuple
 
-from ._native import ffi, lib
-from .linux import ptrace
+from .._native import ffi, lib
+from . import ptrace
+from .errors import TaskGone
 
 FAIL_STAGES = {1: "prctl(PR_SET_NO_NEW_PRIVS)", 2: "seccomp()", 3: "passing the listener fd",
                4: "exec", 5: "joining the memory cgroup"}
@@ -99,5 +100,5 @@ def _reap(pid):
             return
         try:
             ptrace.cont(pid)
-        except ptrace.PtraceError:
+        except TaskGone:
             pass

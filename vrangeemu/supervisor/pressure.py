@@ -10,7 +10,7 @@ import re
 
 import psutil
 
-from .linux.cgroup import UNLIMITED, Cgroup
+from ..linux.cgroup import UNLIMITED, Cgroup
 
 MiB = 1 << 20
 IDLE_POLL = 0.1     # far from the watermark: cheap
@@ -220,7 +220,7 @@ class PsiSource:
 
 def own_cgroup_source(log):
     """The cgroup we run in, if it has a memory limit (v2 first), else None."""
-    from .linux import cgroup as cg
+    from ..linux import cgroup as cg
     for version, root in ((2, cg.v2_root()), (1, cg.v1_root())):
         if not root:
             continue
@@ -238,7 +238,7 @@ def own_cgroup_source(log):
 def psi_path():
     """Our cgroup v2 memory.pressure (stalls of this cgroup only) if there is
     one, else the system's /proc/pressure/memory, else None."""
-    from .linux import cgroup as cg
+    from ..linux import cgroup as cg
     for mnt, fstype, _ in cg._mounts():
         if fstype == "cgroup2":
             path = os.path.join(mnt, cg.own_path(2).lstrip("/"), "memory.pressure")
@@ -252,11 +252,12 @@ class SetupProblem(Exception):
     """The pressure options cannot work here (message says why and what to do)."""
 
 
-def choose_source(kind, limit, sup, log, warn):
+def choose_source(kind, limit, tasks, log, warn):
     """The pressure source for `--pressure KIND [--memory-limit LIMIT]`.
 
     Returns (source or None, cgroup.procs path for the program or None).
-    `sup` gives the traced processes (tgids()) and volatile_bytes(); `log`
+    `tasks` (the TaskTable) gives the traced processes (tgids()) and
+    volatile_bytes(); `log`
     takes details (-v), `warn` what the user must always hear."""
     if limit is not None:
         if kind in ("auto", "cgroup"):
@@ -271,7 +272,7 @@ def choose_source(kind, limit, sup, log, warn):
                  "summed RSS of the traced processes instead")
             kind = "budget"
         if kind == "budget":
-            return BudgetSource(limit, sup.tgids, log=log), None
+            return BudgetSource(limit, tasks.tgids, log=log), None
         raise SetupProblem(f"--memory-limit needs --pressure cgroup or budget, not {kind}")
     if kind == "budget":
         raise SetupProblem("--pressure budget needs --memory-limit SIZE")
@@ -285,7 +286,7 @@ def choose_source(kind, limit, sup, log, warn):
     if kind in ("auto", "psi"):
         path = psi_path()
         if path:
-            return PsiSource(path, sup.volatile_bytes, log=log), None
+            return PsiSource(path, tasks.volatile_bytes, log=log), None
         if kind == "psi":
             raise SetupProblem("no /proc/pressure/memory (kernel without CONFIG_PSI, or "
                                "psi=0 on its command line)")

@@ -1,15 +1,17 @@
 """Serving one vrange call against one address space (no ptrace here).
 
 The supervisor decodes nothing itself: it hands the raw arguments to
-`serve()` and sends back what it returns.  The model is changed only by
-`Answer.commit()`, which the supervisor calls after the answer reached the
-program, so a call the kernel restarts is never applied twice.
+`serve()` and sends back what it returns; the answer carries the decoded
+call (one decode per call: tracing and the checks read `answer.call`).
+The model is changed only by `Answer.commit()`, which the supervisor calls
+after the answer reached the program, so a call the kernel restarts is
+never applied twice.
 """
 import errno
 from typing import Callable, NamedTuple, Optional
 
-from .abi import VOLATILE, Reply
-from .model.vma import extent
+from ..abi import VOLATILE, Call, Reply
+from ..model.vma import extent
 
 
 class Answer(NamedTuple):
@@ -21,18 +23,20 @@ class Answer(NamedTuple):
     repinned_purged: Optional[tuple] = None
     # (start, end) the call changed, for what follows a call (--check-access).
     span: Optional[tuple] = None
+    call: Optional[Call] = None           # the decoded call (None: not decoded)
 
 
 def serve(space, profile, args, write_purged):
     """Answer one call of `profile` with raw `args` for `space`.
 
     `space` has `.ranges` (VolatileRanges), `.memory` (a ProcessMemory-like
-    view: vmas(), mark_locked()), `.may_lock` and `.stats`; `write_purged(addr, value)`
+    view: vmas(), mark_locked()), `.may_lock` and `.stats` (a supervisor
+    TracedSpace); `write_purged(addr, value)`
     writes the caller's `int *purged` and returns 0 or a positive errno.
     """
     call = profile.decode(args)
     if call.error:
-        return _refuse(space, call.error)
+        return _refuse(space, call, call.error)
     end = call.start + call.length
     volatile = call.mode == VOLATILE
     vmas = space.memory.vmas(call.start, end)
@@ -43,16 +47,16 @@ def serve(space, profile, args, write_purged):
         # The kernel wrote *purged = 0 before walking: a bad pointer wins.
         if call.purged_ptr and write_purged(call.purged_ptr, 0):
             err = errno.EFAULT
-        return _refuse(space, err)
+        return _refuse(space, call, err)
     stop = call.start + processed
     purged = not volatile and space.ranges.is_purged(call.start, stop)
     if call.purged_ptr and write_purged(call.purged_ptr, int(purged)):
-        return _refuse(space, errno.EFAULT)
+        return _refuse(space, call, errno.EFAULT)
 
     def commit():
         apply(space, volatile, call.start, stop, call.partial, purged)
     return Answer(profile.encode(call, Reply(processed, purged)), 0, commit,
-                  (call.start, stop) if purged else None, (call.start, stop))
+                  (call.start, stop) if purged else None, (call.start, stop), call)
 
 
 def apply(space, volatile, start, stop, partial=False, purged=False):
@@ -70,8 +74,8 @@ def apply(space, volatile, start, stop, partial=False, purged=False):
         stats.purged_answers += purged
 
 
-def _refuse(space, err):
+def _refuse(space, call, err):
     def commit():
         space.stats.calls += 1
         space.stats.errors += 1
-    return Answer(0, err, commit)
+    return Answer(0, err, commit, call=call)

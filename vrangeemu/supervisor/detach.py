@@ -1,0 +1,49 @@
+"""Giving up after an internal error: detach from every task, never leaving one stopped."""
+import os
+import time
+
+from ..linux import ptrace
+from ..linux.errors import TaskGone
+
+DETACH_WAIT = 1.0   # seconds to wait for a running task to stop so it can be detached
+
+
+def abandon(tasks, stops):
+    """Stop tracing the tasks of `tasks` (TaskTable) and wait for the
+    program; its vrange calls then fail with ENOSYS.  Returns its exit Stop."""
+    for task in tasks.all():
+        tid = task.tid
+        try:
+            ptrace.detach(tid)          # works if it is in a ptrace stop
+            continue
+        except (TaskGone, OSError):
+            pass
+        try:
+            ptrace.interrupt(tid)
+        except (TaskGone, OSError):
+            continue
+        deadline = time.monotonic() + DETACH_WAIT
+        while time.monotonic() < deadline:
+            try:
+                stop = stops.wait_nohang(tid)
+            except ChildProcessError:
+                break
+            if stop is None:
+                time.sleep(0.001)
+                continue
+            if stop.ended:
+                tasks.exited(stop)
+            else:
+                try:
+                    ptrace.detach(tid, stop.value if stop.kind == "signal" else 0)
+                except (TaskGone, OSError):
+                    pass
+            break
+    main = tasks.main_pid
+    if tasks.main_status is None and main:
+        try:
+            _, status = os.waitpid(main, 0)
+            tasks.main_status = ptrace.decode(main, status)
+        except ChildProcessError:
+            pass
+    return tasks.main_status

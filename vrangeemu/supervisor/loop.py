@@ -1,0 +1,406 @@
+"""The supervisor: one loop over trapped calls, ptrace stops and signals.
+
+Shape (after proot's tracer): `run()` polls the listener fd and a signalfd;
+a readable listener means a vrange call to answer (`_on_call`), SIGCHLD
+means ptrace stops to drain (`_on_stop` dispatches by stop kind), other
+signals are forwarded or ask for a purge.  The parts are composed here:
+
+  tasks    TaskTable       the one owner of tasks and spaces (tasks.py)
+  native   NativeCalls     the C loop and its mirror of the model (native_calls.py)
+  remote   RemoteSyscalls  the only place that runs syscalls in the program (remote.py)
+  purger   Purger          purge requests and the discard (purger.py, sharing.py)
+  checker  Checker         --purge-policy and --check-access (checks.py)
+  watch    PressureWatch   the pressure source (watch.py, pressure.py)
+  bus      EventBus        what happened, for --trace, --live, --stats (observe/)
+
+A task that vanishes mid-handler raises TaskGone; the dispatcher drops the
+handler there (its exit status is recorded, or still to come).
+"""
+import errno
+import itertools
+import os
+import select
+import signal
+import sys
+import time
+import traceback
+
+from ..linux import procfs, ptrace
+from ..linux.errors import TaskGone
+from ..linux.notify import Listener
+from ..linux.process import SignalFd, write_i32
+from ..linux.spawn import SetupError, start
+from ..model.policy import PurgePolicy
+from ..observe.events import SAMPLE_EVERY, VERSION, Call, EventBus, Sample, Sigbus, Start
+from .calls import Answer, serve
+from .checks import Checker
+from .detach import abandon
+from .native_calls import NativeCalls
+from .purger import Purger
+from .remote import RemoteSyscalls
+from .sharing import Sharing
+from .tasks import TaskTable
+from .watch import PressureWatch
+
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+SI_KERNEL = 0x80   # si_code of signals the tty sends to the whole process group
+PAGE = 4096
+
+
+class InvariantError(AssertionError):
+    """VRANGEEMU_CHECK=1 found the supervisor's state inconsistent."""
+
+
+class RunState:
+    """What the views read (observe.RunState): argv, live spaces, pressure."""
+
+    def __init__(self, argv, tasks, supervisor):
+        self.argv = argv
+        self._tasks = tasks
+        self._sup = supervisor
+
+    def spaces(self):
+        return [space.model for space in self._tasks.spaces()]
+
+    @property
+    def pressure(self):
+        return self._sup.watch.source if self._sup.watch else None
+
+
+class Supervisor:
+    def __init__(self, argv, profile, trap="notify", log=None, purged_access="sigbus",
+                 fork_volatility="inherit", policy=None, check_access="off", bus=None):
+        self.argv = argv
+        self.profile = profile
+        self.trap = trap
+        self.log = log or (lambda msg: None)
+        self.bus = bus or EventBus()
+        # Test hook: simulate a supervisor bug at a purge (tests/e2e).
+        fault = os.environ.get("VRANGEEMU_TEST_FAULT", "")
+        self.checking = os.environ.get("VRANGEEMU_CHECK") == "1"
+        self.native = NativeCalls(self.bus, self._space_of)
+        self.tasks = TaskTable(self.bus, self.native, itertools.count(1).__next__, self.log,
+                               fork_inherit=fork_volatility == "inherit")
+        self.stops = ptrace.StopQueue()
+        self.remote = RemoteSyscalls(self.tasks, self.stops)
+        self.purger = Purger(self.tasks, self.remote, Sharing(self.tasks, self.log),
+                             self.native, self.bus, self.log, purged_access, fault)
+        self.checker = Checker(policy or PurgePolicy("pressure"), check_access, self.tasks,
+                               self.remote, self.purger, self.bus)
+        self.watch = None          # PressureWatch, set by use_pressure()
+        self.cgroup_procs = None   # cgroup.procs the program joins before exec
+        self.listener = None
+        self.sigfd = None
+        self.live = None           # a view with due_in() and refresh(), set before run()
+        self.invariant_failed = False
+        self.state = RunState(argv, self.tasks, self)
+        self._sample_due = 0.0
+
+    def use_pressure(self, source, cgroup_procs=None):
+        """Purge under `source`'s pressure (pressure.py); the program joins
+        the cgroup whose cgroup.procs file is given."""
+        self.cgroup_procs = cgroup_procs
+        if source is not None:
+            self.watch = PressureWatch(source, self.purger, self.bus)
+            self.purger.pressure = source
+
+    # --- start ---------------------------------------------------------------
+    def spawn(self):
+        """Start the program seized and filtered (see linux/spawn.py)."""
+        started = start(self.argv, self.profile.nr, self.trap, self.log, self.cgroup_procs)
+        self.trap = started.trap
+        self.tasks.first(started.pid)
+        if started.listener >= 0:
+            self.listener = Listener(started.listener)
+            self.tasks.locks_trapped = True   # the filter reports mlock & co
+            if os.environ.get("VRANGEEMU_FASTPATH", "1") != "0":
+                self.native.start(started.listener, self.profile)
+
+    # --- the loop -------------------------------------------------------------
+    def run(self):
+        """Serve until every traced task is gone; returns the program's exit Stop.
+
+        Raises SetupError if the program could not be started.  On an internal
+        error it prints the traceback, stops tracing and waits for the program
+        (whose vrange calls then fail with ENOSYS), never leaving it stopped."""
+        try:
+            try:
+                self.sigfd = SignalFd([signal.SIGCHLD, signal.SIGUSR1, *FORWARDED])
+            except OSError as exc:
+                raise SetupError(str(exc)) from None
+            self.spawn()
+            self._emit_start()
+            return self._loop()
+        except SetupError:
+            raise
+        except Exception as exc:   # our bug: let the program finish untraced
+            traceback.print_exc()
+            self.invariant_failed = isinstance(exc, InvariantError)
+            print("vrange-run: internal error; the program goes on without vrange "
+                  "(its calls now fail with ENOSYS)", file=sys.stderr)
+            return self.abandon()
+        finally:
+            self.native.close()
+            if self.listener:
+                self.listener.close()
+            if self.sigfd:
+                self.sigfd.close()
+            self.tasks.close()
+            if self.watch:
+                self.watch.close()
+
+    def _loop(self):
+        """The one loop: signals (and ptrace stops) first, then calls."""
+        sigfd = self.sigfd.fd
+        poller = select.poll()
+        events = self.watch.fds if self.watch else []
+        for fd in [sigfd, *events]:
+            poller.register(fd, select.POLLIN)
+        if self.listener and not self.native.active:
+            poller.register(self.listener.fd, select.POLLIN)
+        self._drain_stops()
+        while self.tasks:
+            timeout = self._timeout_ms()
+            call = None
+            if self.native.active:
+                ready, call = self.native.serve([sigfd, *events], timeout)
+            else:
+                ready = dict(poller.poll(timeout))
+            # Signals first: a purge asked for (SIGUSR1) before a call is
+            # served before that call.
+            if sigfd in ready:
+                self._on_signals()
+                self._await_purges()
+            if self.listener and self.listener.fd in ready:
+                if ready[self.listener.fd] & select.POLLIN:
+                    call = self.listener.recv()
+                else:   # POLLHUP: no process holds the filter any more
+                    poller.unregister(self.listener.fd)
+            if call:
+                self._on_call(call)
+            if self.watch:
+                self.watch.after_poll(ready)
+            self._sample()
+            if self.live and self.live.due_in() <= 0:
+                self.live.refresh()
+            if self.checking:
+                self._check()
+        return self.tasks.main_status
+
+    def _timeout_ms(self):
+        """Until the pressure source or a view wants the loop back; -1: never."""
+        due = []
+        if self.watch:
+            due.append(self.watch.due_in())
+        if self.bus.wants(Sample):
+            due.append(self._sample_due - time.monotonic())
+        if self.live:
+            due.append(self.live.due_in())
+        return max(0, int(min(due) * 1000) + 1) if due else -1
+
+    def _sample(self):
+        """Every SAMPLE_EVERY seconds, a Sample of each live space (if wanted)."""
+        now = time.monotonic()
+        if now < self._sample_due or not self.bus.wants(Sample):
+            return
+        self._sample_due = now + SAMPLE_EVERY
+        for space in self.tasks.spaces():
+            self.bus.emit(Sample(pid=space.tgid, rss=procfs.anon_rss_of(space.tgid),
+                                 volatile=space.ranges.volatile_bytes,
+                                 purged_bytes=space.ranges.purged_bytes,
+                                 ranges=len(space.ranges)))
+
+    def _on_signals(self):
+        """Called when the signalfd is readable: SIGCHLD, SIGUSR1, forwarded ones."""
+        for signo, code, _ in self.sigfd.read():
+            if signo == signal.SIGUSR1:
+                self.log("SIGUSR1: purging every volatile range")
+                self.purger.purge_all()
+            elif signo in FORWARDED and code != SI_KERNEL:
+                # A tty signal already reached the whole foreground group.
+                if self.tasks.main_pid in self.tasks:
+                    os.kill(self.tasks.main_pid, signo)
+        self._drain_stops()
+
+    def _await_purges(self):
+        """Run the requested purges before serving any further call, so a purge
+        asked for before a call is done before it; waits at most PURGE_WAIT."""
+        while True:
+            now = time.monotonic()
+            due = self.purger.deadlines(now)
+            if not due:
+                return
+            if select.select([self.sigfd.fd], [], [], max(due) - now)[0]:
+                self._on_signals()
+
+    def _drain_stops(self):
+        while True:
+            stop = self.stops.poll()
+            if stop is None:
+                return
+            try:
+                self._on_stop(stop)
+            except TaskGone:
+                pass   # its exit is recorded, or its status is still to come
+
+    # --- trapped calls -------------------------------------------------------------
+    def _on_call(self, call):
+        """Answer one received vrange call (id, tid, nr, args) in Python."""
+        notif_id, tid, nr, args = call
+        space = self._space_of(tid)
+        if nr != self.profile.nr:   # mlock & co (see locks_trapped): note it, let it run
+            if space is not None:
+                self.native.note_lock(space, tid)
+            self.listener.send(notif_id, 0, 0, continue_=True)
+            return
+        if space is None:   # not a task we know: refuse rather than guess
+            self.listener.send(notif_id, 0, errno.ENOSYS)
+            return
+
+        def write_purged(addr, value):
+            # The tid could be reused once the caller is gone: check first.
+            if not self.listener.valid(notif_id):
+                return errno.ESRCH
+            return write_i32(tid, addr, value)
+        answer = self._serve(space, tid, args, write_purged)
+        if answer.repinned_purged:
+            self.purger.unpin(space, answer.repinned_purged)
+        if self.listener.send(notif_id, answer.value, answer.error) and answer.commit:
+            answer.commit()
+            if answer.repinned_purged:
+                self.native.sync_purged(space)
+            self._emit_call(space, tid, answer)
+
+    def _serve(self, space, tid, args, write_purged):
+        try:
+            return serve(space, self.profile, args, write_purged)
+        except OSError as exc:
+            # /proc vanished under us: the caller is exiting (or exec'd).
+            self.log(f"call from {tid} not served: {exc}")
+            return Answer(0, errno.ENOMEM, None)
+
+    def _on_seccomp_stop(self, task):
+        """ptrace trap mode: the task is stopped at its vrange call; the real
+        syscall is always skipped (before the first exec it fails ENOSYS).
+        Returns the signal to resume it with."""
+        if self.purger.due(task):
+            return self.purger.run_before_call(task, self.profile.nr)
+        regs = ptrace.getregs(task.tid)
+        args = [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9]
+        if task.space is None:
+            answer = Answer(0, errno.ENOSYS, None)
+        else:
+            answer = self._serve(task.space, task.tid, args,
+                                 lambda addr, value: write_i32(task.tid, addr, value))
+            if answer.repinned_purged:
+                self.purger.unpin(task.space, answer.repinned_purged)
+        regs.orig_rax = (1 << 64) - 1   # skip the real syscall; rax is the result
+        regs.rax = (answer.value if not answer.error else -answer.error) & ((1 << 64) - 1)
+        ptrace.setregs(task.tid, regs)
+        if not answer.commit:
+            return 0
+        answer.commit()
+        self._emit_call(task.space, task.tid, answer)
+        return self.checker.after_call(task, answer)
+
+    def _emit_call(self, space, tid, answer):
+        if self.bus.wants(Call):
+            call = answer.call
+            self.bus.emit(Call(pid=space.tgid, tid=tid, mode=call.mode, start=call.start,
+                               len=call.length, ret=-1 if answer.error else answer.value,
+                               errno=answer.error, purged=answer.repinned_purged is not None,
+                               path="python", volatile=space.ranges.volatile_bytes,
+                               purged_bytes=space.ranges.purged_bytes))
+
+    def _space_of(self, tid):
+        task = self.tasks.get(tid)
+        if task is None:
+            self._drain_stops()    # its creator's event may be queued
+            task = self.tasks.get(tid)
+        return task.space if task else None
+
+    # --- ptrace stops ----------------------------------------------------------
+    def _on_stop(self, stop):
+        """Dispatch one wait status; every path resumes the task or forgets it."""
+        if stop.ended:
+            self.tasks.exited(stop)
+            return
+        if not self.tasks.claim(stop.tid):
+            return   # resumed once its creator's event names it
+        task = self.tasks.get(stop.tid)
+        task.group_stopped = stop.kind == "group-stop"
+        if stop.kind == "signal" and stop.value == signal.SIGBUS and self.bus.wants(Sigbus):
+            self._emit_sigbus(task)
+        if task.starting:
+            task.starting = False
+        elif stop.kind == "event":
+            self._on_event(task, stop.value)
+            return
+        elif stop.kind == "signal" and stop.value == signal.SIGSEGV and self.checker.on_fault(task):
+            return   # an access to a range protected by --check-access: handled
+        elif self.purger.due(task) and not task.group_stopped:
+            # At a group-stop the purge waits for SIGCONT: injecting there
+            # would take the task out of its job-control stop.
+            self.purger.run_at_stop(task)
+        ptrace.resume(stop)
+
+    def _on_event(self, task, event):
+        """fork/vfork/clone: adopt the new task; exec: new address space;
+        seccomp (ptrace trap mode): answer the call."""
+        if event in (ptrace.EVENT_FORK, ptrace.EVENT_VFORK, ptrace.EVENT_CLONE):
+            child = ptrace.eventmsg(task.tid)
+            if self.tasks.adopt(task, child, event):
+                ptrace.cont(child)
+        elif event == ptrace.EVENT_EXEC:
+            self.tasks.exec(task, ptrace.eventmsg(task.tid))
+        elif event == ptrace.EVENT_SECCOMP:
+            ptrace.cont(task.tid, self._on_seccomp_stop(task))
+            return
+        ptrace.cont(task.tid)
+
+    def _emit_sigbus(self, task):
+        """A SIGBUS about to be delivered: a purged page touched while volatile?"""
+        try:
+            addr = ptrace.siginfo_addr(task.tid)
+        except (TaskGone, OSError):
+            return
+        space, page = task.space, addr & ~(PAGE - 1)
+        hit = space.ranges.overlapping(page, page + PAGE) if space else []
+        self.bus.emit(Sigbus(pid=space.tgid if space else task.tid, tid=task.tid, addr=addr,
+                             range=[hit[0].start, hit[0].end] if hit else None,
+                             purged=bool(hit) and space.ranges.is_purged(page, page + PAGE)))
+
+    def _emit_start(self):
+        source = self.watch.source if self.watch else None
+        readings = source.readings if source else None
+        self.bus.emit(Start(version=VERSION, argv=self.argv, pid=self.tasks.main_pid, abi=self.profile.name,
+                            nr=self.profile.nr, trap=self.trap, native_loop=self.native.active,
+                            pressure=source.name if source else None,
+                            limit=getattr(readings, "limit", None),
+                            high=getattr(readings, "high", None),
+                            low=getattr(readings, "low", None)))
+
+    # --- invariants ------------------------------------------------------------------
+    def _check(self):
+        """The supervisor's invariants (VRANGEEMU_CHECK=1, after every loop
+        turn): tasks against spaces and pending purges (TaskTable._check), the
+        native loop's mirror against the model, each space's ranges."""
+        try:
+            self.tasks._check()
+            spaces = self.tasks.spaces()
+            self.native._check(spaces)
+            for space in spaces:
+                space.ranges._check()
+                assert space.purge is None or space.purge.tid in (0, *space.tids), space.purge
+        except AssertionError as exc:
+            raise InvariantError(f"supervisor invariant broken: {exc}") from exc
+
+    def abandon(self):
+        """After an internal error: stop tracing and wait for the program."""
+        if self.listener:
+            self.listener.close()
+        return abandon(self.tasks, self.stops)
+
+
+def log_to_stderr(msg):
+    print(f"vrange-run: {msg}", file=sys.stderr, flush=True)

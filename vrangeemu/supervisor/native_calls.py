@@ -1,0 +1,117 @@
+"""The supervisor's side of the native loop (linux/fastloop.py).
+
+In notify mode the C loop answers the calls that need no decision; this
+component applies its log to the model, keeps the C mirror (per space: maps
+fd, lock check, purged runs) in step with the model, and hands back the
+calls that need Python.  Inactive (ptrace mode, VRANGEEMU_FASTPATH=0, or
+once no process holds the filter) every mirror operation is a no-op.
+"""
+import select
+
+from ..abi import NONVOLATILE, VOLATILE
+from ..linux.fastloop import HUP, LOCK, OP_VOLATILE, FastLoop
+from ..observe.events import Call, Lock
+from . import calls
+
+
+class NativeCalls:
+    """`bus` gets Call and Lock events; `space_of(tid)` finds the space of a
+    task the C loop did not know yet (its creator's event may be queued)."""
+
+    def __init__(self, bus, space_of):
+        self.bus = bus
+        self.space_of = space_of
+        self.loop = None       # linux.fastloop.FastLoop while active
+        self._returns_bytes = True
+
+    @property
+    def active(self):
+        return self.loop is not None
+
+    def start(self, listener_fd, profile):
+        self.loop = FastLoop(listener_fd, profile)
+        self._returns_bytes = profile.returns != "purged"
+
+    def close(self):
+        if self.loop is not None:
+            self.loop.close()
+            self.loop = None
+
+    # --- serving ----------------------------------------------------------------
+    def serve(self, fds, timeout):
+        """Let the native loop serve calls; returns (ready fds as poll()
+        results, a call it handed back or None).  The model is current when
+        this returns."""
+        why, ready, call = self.loop.serve(fds, timeout, self._apply)
+        if why == HUP:   # no process holds the filter any more
+            self.close()
+        return dict.fromkeys(ready, select.POLLIN), call
+
+    def _apply(self, ops):
+        """Apply calls the native loop answered (maybe in its worker thread:
+        touches the model only, never ptrace)."""
+        emit = self.bus.emit if self.bus.wants(Call) else None
+        for op in ops:
+            if op.kind == LOCK:
+                # A task not adopted yet comes last in its log (see fastpath.c),
+                # and that log is applied here in the main thread.
+                space = self.loop.space(op.slot) if op.slot >= 0 else self.space_of(op.tid)
+                if space is not None:
+                    self.note_lock(space, op.tid)
+                continue
+            space = self.loop.space(op.slot)
+            volatile = op.kind == OP_VOLATILE
+            calls.apply(space, volatile, op.start, op.end, op.partial)
+            if emit:
+                length = op.end - op.start
+                emit(Call(pid=space.tgid, tid=op.tid, mode=VOLATILE if volatile else NONVOLATILE,
+                          start=op.start, len=length, ret=length if self._returns_bytes else 0,
+                          errno=0, purged=False, path="native",
+                          volatile=space.ranges.volatile_bytes,
+                          purged_bytes=space.ranges.purged_bytes, t=op.t))
+
+    def note_lock(self, space, tid):
+        """`tid` locked memory (mlock & co): VOLATILE checks locks from now on."""
+        if not space.may_lock:
+            self.bus.emit(Lock(pid=space.tgid, tid=tid))
+        space.may_lock = True
+        if self.loop:
+            self.loop.set_may_lock(space)
+
+    # --- the mirror ----------------------------------------------------------------
+    def add(self, space):
+        if self.loop:
+            self.loop.add(space)
+
+    def drop(self, space):
+        if self.loop:
+            self.loop.drop(space)
+
+    def bind(self, tid, space):
+        if self.loop:
+            self.loop.bind(tid, space)
+
+    def unbind(self, tid):
+        if self.loop:
+            self.loop.unbind(tid)
+
+    def sync_purged(self, space):
+        """The purged pages of `space` changed: tell the native loop."""
+        if self.loop:
+            self.loop.sync_purged(space)
+
+    def _check(self, spaces):
+        """The C mirror matches the model: each space's slot, maps fd, lock
+        check and purged runs as last pushed."""
+        if not self.loop:
+            return
+        slots = {}
+        for space in spaces:
+            assert space.slot >= 0, f"{space} has no slot in the native loop"
+            slots[space.slot] = space
+            assert self.loop.space(space.slot) is space, (space, space.slot)
+            fd, lock_check, runs = self.loop.pushed[space.slot]
+            assert fd == space.memory.maps_fd, (space, fd)
+            assert lock_check == space.may_lock, (space, lock_check, space.may_lock)
+            assert runs == tuple(space.ranges.purged_intervals()), (space, runs)
+        assert set(self.loop.pushed) == set(slots), (sorted(self.loop.pushed), sorted(slots))

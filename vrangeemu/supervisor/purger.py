@@ -1,0 +1,267 @@
+"""Purging: requests, the stop of a thread that can stop, the discard.
+
+What to discard is decided in the pure model (model.purge); copy-on-write
+facts come from sharing.py; the discard is madvise(MADV_DONTNEED) run in
+the program through a remote-syscall session.  A `PurgeRequest` is the one
+record of a purge asked for and not yet carried out.
+"""
+import mmap
+import os
+import time
+
+from ..linux import procfs, ptrace
+from ..linux.errors import TaskGone
+from ..linux.process import pidfd_getfd
+from ..linux.syscalls import SYS_CLOSE, SYS_MADVISE, SYS_USERFAULTFD
+from ..linux.uffd import SigbusTrap
+from ..model.purge import choose_victims, purge_runs, still_discardable
+from ..observe.events import Purge
+from .remote import syscall_insn_for
+from .sharing import merge_runs
+from .tasks import NO_TRAP
+
+# How long calls wait for a requested purge to run; a task that takes longer
+# to stop (D state, OOM wait) is purged whenever it stops.
+PURGE_WAIT = 0.5
+
+
+class PurgeRequest:
+    """A purge asked of one space: discard `runs` ("all", or [(start, end)])
+    for reason `why` ("signal", "pressure" or a --purge-policy name).
+
+    `tid` is the thread interrupted to carry it out (0: the caller purges at
+    a stop of its own); calls wait for it until `deadline` (time.monotonic()).
+    States: waiting (before the deadline), overdue (after it: pressure may
+    plan anew); a request is dropped once carried out or its thread is gone."""
+    __slots__ = ("runs", "why", "tid", "deadline")
+
+    def __init__(self, runs, why, tid=0, deadline=0.0):
+        self.runs, self.why, self.tid, self.deadline = runs, why, tid, deadline
+
+    def state(self, now):
+        return "waiting" if self.tid and self.deadline > now else "overdue"
+
+    def add(self, runs, why):
+        """Fold more runs into this request."""
+        if self.runs != "all":
+            self.runs = list(self.runs) + list(runs)
+        self.why = why
+
+    def __repr__(self):
+        return f"PurgeRequest({self.runs!r}, {self.why!r}, tid={self.tid})"
+
+
+class Purger:
+    """Purges in the spaces of `tasks` (TaskTable) through `remote`
+    (RemoteSyscalls), sharing rules from `sharing`; tells `mirror` (the
+    native loop) what changed and `bus` what happened.  `purged_access`:
+    "sigbus" (purged pages fault, as the patches) or "zero"; `fault`: a test
+    hook that simulates a supervisor bug at a purge."""
+
+    def __init__(self, tasks, remote, sharing, mirror, bus, log, purged_access="sigbus",
+                 fault=""):
+        self.tasks = tasks
+        self.remote = remote
+        self.sharing = sharing
+        self.mirror = mirror
+        self.bus = bus
+        self.log = log
+        self.purged_access = purged_access
+        self.fault = fault
+        self.pressure = None   # the pressure source, for the usage in Purge events
+
+    # --- requests --------------------------------------------------------------------
+    def purge_all(self, why="signal"):
+        """SIGUSR1: discard every volatile page of every space."""
+        for space in self.tasks.spaces():
+            if space.ranges and space.purge is None:
+                self.request(space, "all", why)
+
+    def relieve(self, need):
+        """Pressure wants `need` bytes: purge the oldest volatile ranges
+        across all spaces.  False if nothing is left to purge (and nothing
+        is on its way)."""
+        spaces = self.tasks.spaces()
+        for space in spaces:   # what pressure found resident, for --stats
+            resident = sum(e - s for s, e in purge_runs(space.ranges,
+                                                          self.sharing.resident_scan(space)))
+            space.stats.resident_volatile_peak = max(space.stats.resident_volatile_peak,
+                                                     resident)
+        now = time.monotonic()
+        in_flight = [sp for sp in spaces
+                     if sp.purge is not None and sp.purge.state(now) == "waiting"]
+        idle = [sp for sp in spaces if sp not in in_flight]
+        for space in idle:   # an overdue request is planned again
+            space.purge = None
+        companions = {}
+        plan, freed = choose_victims(
+            idle, need, lambda sp, lo, hi: self.sharing.discardable(sp, lo, hi, companions),
+            self.sharing.blocked)
+        for space, runs in companions.items():   # COW sharers lose the same pages
+            if space.purge is None:
+                plan[space] = merge_runs(plan.get(space, []) + runs)
+        if not plan:
+            return bool(in_flight)
+        self.log(f"pressure ({self.pressure.name}): {need >> 10} KiB over the low mark, "
+                 f"purging {freed >> 10} KiB from {len(plan)} process(es)")
+        for space, runs in plan.items():
+            self.request(space, runs, "pressure")
+        return True
+
+    def request(self, space, runs, why):
+        """Interrupt one thread of `space`; `run_at_stop` discards `runs` when
+        it stops."""
+        for tid in self._stoppable(space):
+            try:
+                ptrace.interrupt(tid)
+            except TaskGone:
+                continue
+            space.purge = PurgeRequest(runs, why, tid, time.monotonic() + PURGE_WAIT)
+            return
+
+    def _stoppable(self, space):
+        """Tasks of `space` best able to stop soon: running or sleeping
+        interruptibly first, D state last; never a zombie (a leader after
+        pthread_exit) nor a vfork parent (it stops only once its child is
+        gone, and /proc may still show it runnable)."""
+        rank = {"R": 0, "S": 0, "t": 1, "T": 1, "D": 2}
+        states = {tid: procfs.task_state(tid) for tid in space.tids
+                  if not self.tasks.get(tid).starting and not self.tasks.get(tid).in_vfork}
+        return sorted((tid for tid, st in states.items() if st in rank),
+                      key=lambda tid: (rank[states[tid]], tid))
+
+    def due(self, task):
+        """True if a requested purge waits for this task's stop."""
+        request = task.space.purge if task.space is not None else None
+        return request is not None and request.tid == task.tid
+
+    def deadlines(self, now):
+        """Deadlines of the requests calls still wait for."""
+        return [sp.purge.deadline for sp in self.tasks.spaces()
+                if sp.purge is not None and sp.purge.state(now) == "waiting"]
+
+    def run_before_call(self, task, nr):
+        """ptrace trap mode, at the seccomp stop of a call (syscall `nr`) while
+        a purge waits for this thread: skip the call for now, step out,
+        purge, and let the program make the call again (rip back on its
+        `syscall`), so the purge lands first, as in notify mode.  Returns the
+        signal to resume with."""
+        regs = ptrace.getregs(task.tid)
+        regs.orig_rax = (1 << 64) - 1   # skipped ...
+        regs.rax = nr                   # ... and made again, with the same arguments
+        regs.rip -= 2
+        ptrace.setregs(task.tid, regs)
+        sig = self.remote.step_out(task)
+        self.run_at_stop(task)
+        return sig
+
+    def run_forced(self, task, runs, why):
+        """--purge-policy: discard `runs` of `task`'s space now (the task is
+        at a user-mode boundary), with anything already requested."""
+        space = task.space
+        if space.purge is None:
+            space.purge = PurgeRequest(list(runs), why)
+        else:
+            space.purge.add(runs, why)
+        self.run_at_stop(task)
+
+    # --- the discard -----------------------------------------------------------------
+    def run_at_stop(self, task):
+        """At a stop of `task` at a user-mode boundary: carry out its space's
+        request, discarding what is still volatile, resident and not shared.
+        Raises TaskGone if the task died meanwhile."""
+        if self.fault == "purge":
+            raise RuntimeError("fault injected by VRANGEEMU_TEST_FAULT=purge")
+        space = task.space
+        request, space.purge = space.purge, None
+        if request is None:
+            return
+        discardable = lambda lo, hi: self.sharing.discardable(space, lo, hi)   # noqa: E731
+        if request.runs == "all":
+            plan = purge_runs(space.ranges, discardable)
+        else:   # planned earlier: only what is still volatile and resident
+            plan = still_discardable(space.ranges, request.runs, discardable)
+        if not plan:
+            return
+        insn = space.memory.syscall_insn(task.tid) or syscall_insn_for(ptrace.getregs(task.tid))
+        if insn is None:
+            self.log(f"purge of {space.tgid} skipped: no syscall instruction found")
+            return
+        madvise = [(SYS_MADVISE, (start, end - start, mmap.MADV_DONTNEED)) for start, end in plan]
+        gone = None
+        try:
+            with self.remote.session(task, insn) as session:
+                if self.purged_access == "sigbus" and space.trap is None:
+                    self._make_trap(session, space)
+                trapped = self._trap_runs(space, plan)
+                results = session.run(madvise)
+        except TaskGone as exc:
+            gone, results = exc, exc.results
+            trapped = space.trap not in (None, NO_TRAP)
+        self._account(task, space, request.why, plan, results, trapped)
+        if gone is not None:
+            raise gone
+
+    def _trap_runs(self, space, plan):
+        """Before the discard (no access may slip in between): purged pages
+        of `plan` will fault.  False if there is no trap."""
+        if space.trap in (None, NO_TRAP):
+            return False
+        try:
+            for start, end in plan:
+                space.trap.register(start, end)
+        except OSError as exc:
+            self.log(f"purged pages of {space.tgid} may read as zeros: {exc}")
+        return True
+
+    def _account(self, task, space, why, plan, results, trapped):
+        """Record what the madvise results say was discarded."""
+        freed = 0
+        for (start, end), result in zip(plan, results):
+            if result == 0:
+                freed += space.ranges.set_purged(start, end)
+                space.stats.purges += 1
+            else:   # e.g. EINVAL: the program mlocked it since
+                if trapped:
+                    self.unpin(space, (start, end))
+                self.log(f"madvise({start:#x}, {end - start}) in {task.tid}: "
+                         f"{os.strerror(-result)}")
+        space.stats.purged_bytes += freed
+        self.mirror.sync_purged(space)
+        space.stats.anon_rss_after_purge = procfs.anon_rss_of(task.tid)
+        if self.bus.wants(Purge):
+            self.bus.emit(Purge(
+                pid=space.tgid, tid=task.tid, why=why, runs=[list(run) for run in plan],
+                bytes=freed, rss_anon=space.stats.anon_rss_after_purge,
+                volatile=space.ranges.volatile_bytes, purged_bytes=space.ranges.purged_bytes,
+                usage=self.pressure.readings.last_usage if self.pressure else None))
+        self.log(f"purged {freed} bytes in {len(results)} runs from {space.tgid}")
+
+    def _make_trap(self, session, space):
+        """Create the userfaultfd that makes purged pages raise SIGBUS: made in
+        the program (it binds to its mm), copied out with pidfd_getfd, then
+        closed there.  On failure the space falls back to zero-fill."""
+        fd = session.run([(SYS_USERFAULTFD, (os.O_CLOEXEC | os.O_NONBLOCK,))])[0]
+        space.trap = NO_TRAP
+        try:
+            if fd < 0:
+                raise OSError(-fd, f"userfaultfd: {os.strerror(-fd)}")
+            copy = pidfd_getfd(space.tgid, fd)
+            try:
+                space.trap = SigbusTrap(copy)
+            except OSError:
+                os.close(copy)
+                raise
+        except (OSError, TaskGone) as exc:
+            self.log(f"no SIGBUS for purged pages of {space.tgid} ({exc}): they read as zeros")
+        if fd >= 0:
+            session.run([(SYS_CLOSE, (fd,))])
+
+    def unpin(self, space, span):
+        """Pages of `span` are pinned again: they read as zeros from now on,
+        not SIGBUS (end their trap)."""
+        if space.trap not in (None, NO_TRAP):
+            try:
+                space.trap.unregister(*span)
+            except OSError as exc:   # e.g. unmapped meanwhile: nothing left to trap
+                self.log(f"{space.tgid}: {exc}")
