@@ -1,4 +1,4 @@
-"""--live: the pure render of known snapshots, snapshots of a fake supervisor,
+"""--live: the pure render of known snapshots, snapshots of a fake RunState,
 a real run with stderr captured (plain frames) and one on a real terminal
 (tmux)."""
 import io
@@ -15,8 +15,10 @@ import pytest
 from rich.console import Console
 
 from conftest import ROOT, VRANGE_RUN, vrange_run
-from vrangeemu import live
-from vrangeemu.live import Pressure, Process, Snapshot, Strip, render, snapshot, strip_of
+from vrangeemu.observe.events import End, EventBus, SpaceEnd
+from vrangeemu.observe.live import render as live_render, snapshot as live_snapshot, view as live
+from vrangeemu.observe.live.render import render
+from vrangeemu.observe.live.snapshot import Pressure, Process, Snapshot, Strip, snapshot, strip_of
 from vrangeemu.model.ranges import PAGE, VolatileRanges
 from vrangeemu.model.space import AddressSpace
 from vrangeemu.supervisor.pressure import Readings
@@ -120,9 +122,9 @@ def test_render_psi_no_pressure_empty_and_ended():
     assert "purge now" not in text
 
 
-def fake_sup(spaces, pressure=None, finished=()):
-    return SimpleNamespace(spaces=lambda: list(spaces), finished=list(finished),
-                           argv=["prog", "arg"], pressure=pressure)
+def fake_state(spaces, pressure=None):
+    """A RunState: `spaces` is read at each call (the caller may change it)."""
+    return SimpleNamespace(spaces=lambda: list(spaces), argv=["prog", "arg"], pressure=pressure)
 
 
 def make_space(pid, marks, purges=(), name="prog"):
@@ -142,8 +144,8 @@ def test_snapshot_copies_counters_strips_and_pressure():
     src = SimpleNamespace(readings=Readings("RSS budget 64 MiB", 64 * MiB, 57 * MiB, 49 * MiB))
     src.readings.saw(10 * MiB, False)
     # Gone: pid 1 (two images: it exec'd), and pid 300's image before its exec.
-    finished = [(1, "sh", None), (1, "gone", None), (300, "sh", None)]
-    snap = snapshot(fake_sup([a, b], src, finished=finished),
+    gone = [1, 1, 300]    # the pids of their SpaceEnd events
+    snap = snapshot(fake_state([a, b], src), gone,
                     rss_of=lambda pid: pid * KiB, started=time.monotonic() - 2)
     assert [p.pid for p in snap.processes] == [200, 300]      # by pid
     p = snap.processes[1]
@@ -159,7 +161,7 @@ def test_snapshot_copies_counters_strips_and_pressure():
 
 def test_snapshot_shows_the_busiest_processes_when_there_are_too_many():
     spaces = [make_space(100 + i, [(0, i + 1)]) for i in range(6)]
-    snap = snapshot(fake_sup(spaces), rss_of=lambda pid: 0, max_processes=2)
+    snap = snapshot(fake_state(spaces), rss_of=lambda pid: 0, max_processes=2)
     assert [p.pid for p in snap.processes] == [104, 105]
     assert snap.hidden == 4 and snap.hidden_volatile == (1 + 2 + 3 + 4) * PAGE
     assert "and 4 more process(es)" in text_of(snap)
@@ -167,19 +169,19 @@ def test_snapshot_shows_the_busiest_processes_when_there_are_too_many():
 
 def test_strips_are_cached_until_the_space_changes():
     space = make_space(1, [(0, 4)])
-    cache, sup = {}, fake_sup([space])
-    first = snapshot(sup, rss_of=lambda pid: 0, cache=cache).processes[0].strip
-    assert snapshot(sup, rss_of=lambda pid: 0, cache=cache).processes[0].strip is first
+    cache, state = {}, fake_state([space])
+    first = snapshot(state, rss_of=lambda pid: 0, cache=cache).processes[0].strip
+    assert snapshot(state, rss_of=lambda pid: 0, cache=cache).processes[0].strip is first
     space.ranges.mark(BASE + 10 * PAGE, BASE + 12 * PAGE)
     space.stats.calls += 1
-    again = snapshot(sup, rss_of=lambda pid: 0, cache=cache).processes[0].strip
+    again = snapshot(state, rss_of=lambda pid: 0, cache=cache).processes[0].strip
     assert again.hi == BASE + 12 * PAGE
-    snapshot(fake_sup([]), rss_of=lambda pid: 0, cache=cache)
+    snapshot(fake_state([]), rss_of=lambda pid: 0, cache=cache)
     assert cache == {}
 
 
 def test_a_huge_space_gets_a_sampled_strip_at_bounded_cost(monkeypatch):
-    n = 3 * live.STRIP_EXACT
+    n = 3 * live_snapshot.STRIP_EXACT
     vr = VolatileRanges()
     for i in range(n):            # every other page volatile; the upper half purged
         vr.mark(BASE + 2 * i * PAGE, BASE + (2 * i + 1) * PAGE)
@@ -191,24 +193,27 @@ def test_a_huge_space_gets_a_sampled_strip_at_bounded_cost(monkeypatch):
         monkeypatch.setattr(vr, name, lambda *a, _r=real, _n=name: queries.append(_n) or _r(*a))
     monkeypatch.setattr(type(vr), "__iter__", lambda self: pytest.fail("iterated all ranges"))
     strip = strip_of(vr)
-    assert strip.sampled and len(queries) <= 4 * live.SAMPLE_CELLS
-    cells = live.strip_cells(strip, 100)
-    assert cells[:45] == [live.VOLATILE] * 45 and cells[55:] == [live.PURGED] * 45
+    assert strip.sampled and len(queries) <= 4 * live_snapshot.SAMPLE_CELLS
+    cells = live_render.strip_cells(strip, 100)
+    assert cells[:45] == [live_render.VOLATILE] * 45 and cells[55:] == [live_render.PURGED] * 45
 
 
 def test_plain_view_prints_a_frame_at_most_once_a_second():
-    out = io.StringIO()
-    view = live.LiveView(out, interactive=False)
+    out, bus = io.StringIO(), EventBus()
     space = make_space(4242, [(0, 8)], [(0, 2)])
-    sup = fake_sup([space])
+    spaces = [space]
+    view = live.LiveView(out, fake_state(spaces), bus, interactive=False)
     t0 = time.monotonic()
     while time.monotonic() - t0 < 2.3:
         if view.due_in() <= 0:
-            view.refresh(sup)
+            view.refresh()
         time.sleep(0.01)
     assert view.due_in() <= live.REFRESH
-    sup.finished.append((4242, "prog", space.stats))
-    view.close(fake_sup([], finished=sup.finished))
+    spaces.clear()
+    bus.emit(SpaceEnd(4242, "prog", space.stats))
+    bus.emit(End("exited", 0))        # draws the last frame
+    assert "ended after" in out.getvalue()
+    view.close()                      # already drawn: nothing more
     text = out.getvalue()
     headers = [l for l in text.splitlines() if l.startswith("vrange-run --live")]
     frames, last = headers[:-1], headers[-1]
@@ -219,24 +224,36 @@ def test_plain_view_prints_a_frame_at_most_once_a_second():
     assert text.count("4242 ▕") == len(headers) and "8.0 KiB" in text
 
 
+def test_a_run_that_ends_before_the_first_frame_still_gets_a_last_frame():
+    out, bus = io.StringIO(), EventBus()
+    view = live.LiveView(out, fake_state([]), bus, interactive=False)
+    space = make_space(4242, [(0, 8)])
+    bus.emit(SpaceEnd(4242, "sh", space.stats))
+    bus.emit(SpaceEnd(4242, "prog", space.stats))    # it exec'd: still one process
+    view.close()                      # no End event (a setup error): close draws it
+    text = out.getvalue()
+    assert text.count("vrange-run --live") == 1 and "ended after" in text
+    assert "1 process traced" in text and "all traced processes have exited" in text
+
+
 def test_a_view_bug_stops_the_view_not_the_program(capsys, monkeypatch):
-    view = live.LiveView(io.StringIO(), interactive=False)
-    broken = SimpleNamespace(spaces=lambda: 1 / 0, finished=[], argv=["x"], pressure=None)
-    view.refresh(broken)          # must not raise
+    broken = SimpleNamespace(spaces=lambda: 1 / 0, argv=["x"], pressure=None)
+    view = live.LiveView(io.StringIO(), broken, EventBus(), interactive=False)
+    view.refresh()                # must not raise
     assert "the view stopped (snapshot: ZeroDivisionError" in capsys.readouterr().err
     assert view.due_in() > 60
-    view.close(broken)
+    view.close()
     # A bug while drawing (in the drawing thread): reported by the next refresh.
     monkeypatch.setattr(live, "render", lambda *args: {}["boom"])
-    view = live.LiveView(io.StringIO(), interactive=False)
-    view.refresh(fake_sup([]))
+    view = live.LiveView(io.StringIO(), fake_state([]), EventBus(), interactive=False)
+    view.refresh()
     deadline = time.monotonic() + 5
     while view.due_in() > 0 and time.monotonic() < deadline:
         time.sleep(0.01)
-    view.refresh(fake_sup([]))
+    view.refresh()
     assert "the view stopped (drawing: KeyError" in capsys.readouterr().err
     assert view.due_in() > 60
-    view.close(fake_sup([]))
+    view.close()
     assert capsys.readouterr().err == ""
 
 

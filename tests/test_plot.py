@@ -8,10 +8,12 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from conftest import ROOT, vrange_run
-from vrangeemu import plot, trace
+from vrangeemu.observe import trace
+from vrangeemu.report import series
+from vrangeemu.report.figure import figure
 
 PAGE = 4096
-REPORT = [sys.executable, "-m", "vrangeemu.plot"]
+REPORT = [sys.executable, "-m", "vrangeemu.report"]
 SCRIPT = "map A 64 anon\nfill A 1\nvol A 0 32\npurge\nnonvol A 0 64\n"
 
 
@@ -46,7 +48,7 @@ def sleep_trace(tmp_path_factory):
 
 def test_series_of_a_purged_script_match_its_trace(script_trace):
     events = trace.read(script_trace)
-    run = plot.timeline(events)
+    run = series.timeline(events)
     pid = events[0]["pid"]
     assert run.argv == events[0]["argv"] and run.how == "exited" and run.value == 0
     assert list(run.processes) == [pid]
@@ -67,14 +69,14 @@ def test_series_of_a_purged_script_match_its_trace(script_trace):
     assert p.calls == len(calls) and p.purged_answers == 1 and p.errors == 0
     assert p.programs == [(of(events, "exec")[0]["t"], of(events, "exec")[0]["program"])]
 
-    (row,) = plot.totals(run)
+    (row,) = series.totals(run)
     assert row["peak_volatile"] == 32 * PAGE and row["purged_bytes"] == 32 * PAGE
     assert row["purges"] == 1 and row["exit"] == "exit 0"
 
 
 def test_series_of_a_shell_and_its_child_match_their_samples(sleep_trace):
     events = trace.read(sleep_trace)
-    run = plot.timeline(events)
+    run = series.timeline(events)
     samples = of(events, "sample")
     assert len({round(s["t"], 1) for s in samples}) >= 2
     sh = run.processes[events[0]["pid"]]
@@ -104,7 +106,7 @@ def test_fork_child_starts_from_its_parents_volatile_bytes():
         {"t": 5, "ev": "exec", "pid": 3, "program": "sh"},
         {"t": 6, "ev": "exit", "tid": 2, "how": "killed", "value": 9},
         {"t": 6, "ev": "space_end", "pid": 2, "program": "p"}]
-    run = plot.timeline(events)
+    run = series.timeline(events)
     assert list(run.processes) == [1, 2, 3]
     child, spawned = run.processes[2], run.processes[3]
     assert (child.born, child.parent, child.volatile, child.name) == ("fork", 1, [(3, 8192)], "p")
@@ -116,9 +118,9 @@ def test_fork_child_starts_from_its_parents_volatile_bytes():
 
 def test_the_pure_part_needs_no_matplotlib(script_trace):
     code = ("import sys; sys.modules['matplotlib'] = None\n"
-            "from vrangeemu import plot\n"
-            f"run = plot.timeline(plot.load({str(script_trace)!r}))\n"
-            "print(len(run.processes), plot.totals(run)[0]['purges'])\n")
+            "from vrangeemu.report import series, cli\n"
+            f"run = series.timeline(series.load({str(script_trace)!r}))\n"
+            "print(len(run.processes), series.totals(run)[0]['purges'])\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0 and proc.stdout.split() == ["1", "1"], proc.stderr
 
@@ -131,8 +133,8 @@ def test_figure_marks_every_purge_sigbus_and_exec(build, tmp_path):
                       input="map A 16 anon\nfill A 1\nvol A 0 8\npurge\ntouch A 2\n")
     assert proc.returncode == 128 + 7, proc.stderr     # SIGBUS
     events = trace.read(path)
-    run = plot.timeline(events)
-    fig = plot.figure(run)
+    run = series.timeline(events)
+    fig = figure(run)
     by_gid = {a.get_gid(): a for ax in fig.axes for a in ax.get_children() if a.get_gid()}
     pid = events[0]["pid"]
     purges = by_gid[f"purges-signal-{pid}"]
@@ -190,7 +192,7 @@ def test_html_inlines_the_svg_and_the_totals(sleep_trace, script_trace, tmp_path
     out2 = tmp_path / "sleep.html"
     assert report(sleep_trace, "-o", out2).returncode == 0
     page2 = out2.read_text()
-    assert "sleep" in page2 and page2.count("<tr><td>") == len(plot.timeline(
+    assert "sleep" in page2 and page2.count("<tr><td>") == len(series.timeline(
         trace.read(sleep_trace)).processes)
 
 
@@ -203,10 +205,10 @@ def test_output_defaults_to_the_trace_name_with_png(script_trace, tmp_path):
 
 
 def test_max_processes_limits_the_rows(sleep_trace, tmp_path):
-    run = plot.timeline(trace.read(sleep_trace))
+    run = series.timeline(trace.read(sleep_trace))
     assert len(run.processes) >= 2
-    assert len(plot.figure(run).axes) == len(run.processes) + 1    # + pressure
-    assert len(plot.figure(run, most=1).axes) == 2
+    assert len(figure(run).axes) == len(run.processes) + 1    # + pressure
+    assert len(figure(run, most=1).axes) == 2
 
 
 # --- (4) the command's errors ----------------------------------------------------

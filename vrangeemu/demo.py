@@ -11,7 +11,7 @@ import signal
 import sys
 
 from .client import VolatileBuffer, VrangeUnavailable, vrange, NONVOLATILE
-from .report import human
+from .observe.stats import human
 
 CHUNK = 4 << 20
 CHUNKS = 16

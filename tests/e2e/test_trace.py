@@ -4,7 +4,7 @@ import signal
 import pytest
 
 from conftest import vrange_run
-from vrangeemu import trace
+from vrangeemu.observe import trace
 
 PAGE = 4096
 
