@@ -1,7 +1,6 @@
 """The trace writer and --stats as bus subscribers: the same bytes as the
-writers they replace (vrangeemu/trace.py, vrangeemu/report.py; those
-comparisons skip once the old modules are gone, the literal lines stay)."""
-import importlib.util
+writers they replaced (tests/data/*: recorded from vrangeemu/trace.py and
+vrangeemu/report.py before the split, for the same events and rows)."""
 import io
 import json
 import time
@@ -14,22 +13,13 @@ from vrangeemu.model.ranges import PAGE, VolatileRanges
 from vrangeemu.model.space import AddressSpace, Stats
 from vrangeemu.observe import events as ev
 from vrangeemu.observe import stats, trace
-from vrangeemu.pressure import Readings
+from vrangeemu.supervisor.pressure import Readings
 
 T0 = 1000.0
 MiB = 1 << 20
 
 
-def old_module(name):
-    """Today's vrangeemu/NAME.py, loaded from its file (vrangeemu.report is
-    now a package that shadows report.py); skip if it is gone."""
-    path = ROOT / "vrangeemu" / f"{name}.py"
-    if not path.exists():
-        pytest.skip(f"vrangeemu/{name}.py is gone")
-    spec = importlib.util.spec_from_file_location(f"vrangeemu._old_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+DATA = ROOT / "tests" / "data"
 
 
 def space_end_stats():
@@ -41,7 +31,7 @@ def space_end_stats():
 def cases():
     st = space_end_stats()
     return [
-        (ev.Start(argv=["./prog", "a b"], pid=42, abi="native", nr=451, trap="notify",
+        (ev.Start(version=ev.VERSION, argv=["./prog", "a b"], pid=42, abi="native", nr=451, trap="notify",
                   native_loop=True, pressure="RSS budget 64 MiB", limit=64 * MiB,
                   high=57 * MiB, low=49 * MiB, t=T0),
          ("start", dict(version=ev.VERSION, argv=["./prog", "a b"], pid=42, abi="native",
@@ -98,22 +88,8 @@ def written(events):
     return out.getvalue()
 
 
-def test_every_kind_is_written_as_todays_trace_writes_it(tmp_path):
-    old = old_module("trace")
-    path = tmp_path / "old.jsonl"
-    writer = old.Trace(path)
-    writer.t0 = T0
-    for new, how in cases():
-        if how is None:       # Trace.call reads the space's current bytes
-            space = SimpleNamespace(tgid=new.pid, ranges=SimpleNamespace(
-                volatile_bytes=new.volatile, purged_bytes=new.purged_bytes))
-            writer.call(space, new.tid, new.mode, new.start, new.len, new.ret, new.errno,
-                        new.purged, new.path, t=new.t)
-        else:
-            kind, fields = how
-            writer.event(kind, t=new.t, **fields)
-    writer.close()
-    assert written(e for e, _ in cases()) == path.read_text()
+def test_every_kind_is_written_as_the_replaced_trace_writer_wrote_it():
+    assert written(e for e, _ in cases()) == (DATA / "trace_golden.jsonl").read_text()
     assert {type(e) for e, _ in cases()} == set(ev.KINDS)
 
 
@@ -153,15 +129,14 @@ def make_space(pid, name, marked):
     vr = VolatileRanges()
     if marked:
         vr.mark(0x10000, 0x10000 + marked * PAGE)
-    space = AddressSpace(pid, name, None, vr, tids={pid})
+    space = AddressSpace(pid, name, vr, tids={pid})
     space.stats.calls = 3
     space.stats.marked_bytes = space.stats.volatile_peak = marked * PAGE
     return space
 
 
 @pytest.mark.parametrize("with_pressure", [False, True])
-def test_stats_of_the_bus_match_todays_report(tmp_path, with_pressure):
-    old = old_module("report")
+def test_stats_of_the_bus_match_the_replaced_report(tmp_path, with_pressure):
     gone = [(10, "sh", space_end_stats()), (10, "a-very-long-program-name", Stats(calls=1)),
             (11, "child", Stats(errors=2, purges=1, purged_bytes=3 << 30))]
     live = [make_space(12, "worker", 5), make_space(13, "idle", 0)]
@@ -176,17 +151,15 @@ def test_stats_of_the_bus_match_todays_report(tmp_path, with_pressure):
     collector = stats.StatsCollector(bus)
     for pid, name, st in gone:
         bus.emit(ev.SpaceEnd(pid, name, st))
-    sup = SimpleNamespace(finished=gone, spaces=state.spaces, pressure=pressure)
+    golden = DATA / f"stats_{'pressure' if with_pressure else 'plain'}"
 
-    new_out, old_out = io.StringIO(), io.StringIO()
+    new_out = io.StringIO()
     stats.print_stats(collector, state, new_out)
-    old.print_stats(sup, old_out)
-    assert new_out.getvalue() == old_out.getvalue()
+    assert new_out.getvalue() == golden.with_suffix(".txt").read_text()
     assert "a-very-long-prog " in new_out.getvalue() and "worker" in new_out.getvalue()
 
     stats.write_json(collector, state, tmp_path / "new.json")
-    old.write_json(sup, tmp_path / "old.json")
-    assert (tmp_path / "new.json").read_bytes() == (tmp_path / "old.json").read_bytes()
+    assert (tmp_path / "new.json").read_bytes() == golden.with_suffix(".json").read_bytes()
     doc = json.loads((tmp_path / "new.json").read_text())
     assert [p["pid"] for p in doc["processes"]] == [10, 10, 11, 12, 13]
     assert (doc["pressure"] is None) is not with_pressure

@@ -169,13 +169,14 @@ def main(argv=None):
     from .supervisor import SetupError, Supervisor, log_to_stderr
     from .supervisor.checks import EXIT_VIOLATION
     from .supervisor.pressure import SetupProblem, choose_source
-    from .report import print_stats, write_json
-    from . import _bridge
+    from .observe.events import End, EventBus
+    from .observe.stats import StatsCollector, print_stats, write_json
+    from .observe.trace import TraceWriter
 
     if opts.live:
         try:
-            import rich  # noqa: F401  (live.py imports it only where used)
-            from .live import LiveView
+            import rich  # noqa: F401  (the live view imports it only where used)
+            from .observe.live import LiveView
         except ImportError as exc:
             print(f"vrange-run: --live needs the rich package (pip install 'rich>=12'): {exc}",
                   file=sys.stderr)
@@ -200,9 +201,11 @@ def main(argv=None):
         trap = "ptrace"   # purge or protect at the call's own stop
         if opts.purge_policy == "random":
             log_to_stderr(f"purge policy random, seed {seed} (repeat with --seed {seed})")
+    bus = EventBus()
+    collector = StatsCollector(bus)
     sup = Supervisor([opts.program, *opts.args], profile, trap, log=log,
                      purged_access=opts.purged_access, fork_volatility=opts.fork_volatility,
-                     policy=policy, check_access=opts.check_access)
+                     policy=policy, check_access=opts.check_access, bus=bus)
     try:
         source, procs = choose_source(opts.pressure, opts.memory_limit, sup.tasks,
                                       log or _quiet, log_to_stderr)
@@ -212,42 +215,43 @@ def main(argv=None):
     sup.use_pressure(source, procs)
     if opts.verbose:
         log_to_stderr(f"pressure: {source.name if source else 'none (SIGUSR1 only)'}")
-    trace = None
+    # The live view subscribes before the trace writer: the end line's time
+    # is then taken after the last frame, as the events happened.
+    if opts.live:
+        sup.live = LiveView(sys.stderr, sup.state, bus)
+    writer = None
     if opts.trace:
         try:
-            trace = _bridge.attach_trace(sup.bus, opts.trace)
+            writer = TraceWriter(opts.trace)
         except OSError as exc:
             print(f"vrange-run: --trace: {exc}", file=sys.stderr)
             if source:
                 source.close()
             return EXIT_SETUP
-    legacy = _bridge.Legacy(sup)
+        writer.attach(bus)
     stop = None
     try:
-        if opts.live:
-            live = LiveView(sys.stderr)
-            sup.live = type("L", (), {"due_in": live.due_in, "refresh": lambda self: live.refresh(legacy),
-                                      "close": lambda self: live.close(legacy)})()
         stop = sup.run()
     except SetupError as exc:
         print(f"vrange-run: {exc}", file=sys.stderr)
         return exc.status
     finally:
+        bus.emit(End(how=stop.kind if stop else None, value=stop.value if stop else None))
         if sup.live:    # first: gives the terminal back before anything else is printed
             sup.live.close()
-        if trace:
-            trace.event("end", how=stop.kind if stop else None,
-                        value=stop.value if stop else None)
-            trace.close()
+        if writer:
+            writer.close()
         sup.checker.summary(sys.stderr)
         if opts.stats:
-            print_stats(legacy, sys.stderr)
+            print_stats(collector, sup.state, sys.stderr)
         if opts.stats_json:
             try:
-                write_json(legacy, opts.stats_json)
+                write_json(collector, sup.state, opts.stats_json)
             except OSError as exc:
                 print(f"vrange-run: --stats-json: {exc}", file=sys.stderr)
     if sup.invariant_failed:
+        print("vrange-run: a supervisor invariant was broken (VRANGEEMU_CHECK=1): see above",
+              file=sys.stderr)
         return EXIT_INTERNAL
     if sup.checker.violations:
         return EXIT_VIOLATION

@@ -1,4 +1,4 @@
-"""The native receive/answer loop (native/fastpath.c) and its mirror of the model.
+"""The native receive/answer loop (native/ext/fastpath.c) and its mirror of the model.
 
 The Python loop costs ~60 us per call; the calls that need no decision
 (valid arguments, plain private anonymous memory, no lock check due, no
@@ -14,7 +14,6 @@ runs (pushed by `sync_purged` whenever the purged set can have changed).
 What was pushed is remembered here too, for the supervisor's invariant check.
 """
 import math
-import select
 import time
 from collections import namedtuple
 from concurrent.futures import ThreadPoolExecutor

@@ -20,16 +20,12 @@ import time
 
 from . import events
 
-# Seconds between Sample events (RSS, volatile, purged per live process): the
-# supervisor emits them on this period while bus.wants(Sample).
-SAMPLE_EVERY = 0.1
+SAMPLE_EVERY = events.SAMPLE_EVERY   # the supervisor emits Sample events on this period
 
 
 def _order(kind):
     """The fields of a kind as the trace writes them: schema order, `t` aside."""
     names = tuple(f for f in kind._fields if f != "t")
-    if kind is events.Start:   # "version" has a default in events.py, but leads the line
-        names = ("version",) + tuple(f for f in names if f != "version")
     return names
 
 
