@@ -80,25 +80,27 @@ class Lines:
 
     def next(self, timeout=DEADLINE):
         """The next line; fails if the stream ends or none comes in `timeout` s."""
-        return self.until(lambda line: True, timeout, "a line")
+        return self.until(lambda line: True, timeout, "another line")
 
     def until(self, match, timeout=DEADLINE, what=None):
         """Reads lines up to the first one that contains `match` (a str) or for
         which `match(line)` is true, and returns it.  Fails, showing all of
-        the stream so far, at end of output or after `timeout` s."""
+        the stream so far, at end of output or after `timeout` s; `what`
+        names the line awaited in that message."""
         test = match if callable(match) else (lambda line: match in line)
-        what = what or f"a line matching {match!r}"
+        what = what or f"a line containing {match!r}"
         deadline = time.monotonic() + timeout
         while True:
             try:
                 line = self._get(deadline)
             except queue.Empty:
-                self._fail(f"no {what} within {timeout} s")
+                break
             if line is None:
-                self._fail(f"{self.name} ended before {what}")
+                self._fail(f"{self.name} ended without {what}")
             self._taken = len(self.seen)
             if test(line):
                 return line
+        self._fail(f"waited {timeout} s in vain for {what}")
 
     def rest(self, timeout=DEADLINE):
         """Everything not yet handed out, up to end of output (which must
@@ -107,7 +109,10 @@ class Lines:
         try:
             while self._get(deadline) is not None:
                 pass
+            ended = True
         except queue.Empty:
+            ended = False
+        if not ended:
             self._fail(f"{self.name} did not end within {timeout} s")
         text = "".join(self.seen[self._taken:])
         self._taken = len(self.seen)
@@ -142,8 +147,9 @@ class Child:
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            pytest.fail(f"pid {self.pid} still running after {timeout} s" + self.output(),
-                        pytrace=False)
+            pass
+        pytest.fail(f"pid {self.pid} still running after {timeout} s" + self.output(),
+                    pytrace=False)
 
     def finish(self, text="", timeout=DEADLINE):
         """Like Popen.communicate: send `text`, close stdin, wait for the
