@@ -15,6 +15,7 @@ import pytest
 from rich.console import Console
 
 from conftest import ROOT, VRANGE_RUN, vrange_run
+from helpers import help_options, spawned
 from vrangeemu.observe.events import End, EventBus, SpaceEnd
 from vrangeemu.observe.live import render as live_render, snapshot as live_snapshot, view as live
 from vrangeemu.observe.live.render import render
@@ -276,23 +277,16 @@ def test_plain_frames_of_a_real_run_show_volatile_then_purged_bytes(build):
     exe = build("vrange_script")
     steps = ["map A 64 anon\nfill A 1\nvol A 0 32 0\n",    # ARG given: vol does not wait for input
              "purge\nvol A 40 8 0\n"]
-    proc = subprocess.Popen([*VRANGE_RUN, "--live", exe], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, encoding="utf-8",
-                            env=live_env(), cwd=ROOT)
-    out = []
-    try:
+    with spawned([*VRANGE_RUN, "--live", exe], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                 stderr=subprocess.PIPE, encoding="utf-8", env=live_env(), cwd=ROOT) as proc:
         for step in steps:
-            proc.stdin.write(step)
-            proc.stdin.flush()
-            while not (line := proc.stdout.readline()).startswith("ret="):   # the call is done
-                assert line, "the program ended early"
-                out.append(line)
-            out.append(line)
+            proc.send(step)
+            proc.stdout.until(lambda line: line.startswith("ret="),    # the call is done
+                              what="the call's ret= line")
             time.sleep(1.6)          # at least one frame of this state
-        rest, err = proc.communicate("", timeout=60)
-    finally:
-        proc.kill()
-    assert proc.returncode == 0, err
+        out = list(proc.stdout.seen)
+        rest, err = proc.finish(timeout=60)
+        assert proc.proc.returncode == 0, err
     # The program's stdout is its own: the same as without --live.
     plain = vrange_run(exe, input="".join(steps), cwd=ROOT)
     assert "".join(out) + rest == plain.stdout
@@ -318,10 +312,10 @@ def test_live_with_a_user_mistake_is_the_usual_one_line():
 
 
 def test_help_describes_live():
-    text = " ".join(vrange_run("--help").stdout.split())
-    assert "--live" in text and "PSI stall time" in text
-    assert ("If stderr is not a terminal (a file or a pipe), a plain text frame is printed at "
-            "most once a second instead") in text
+    live = help_options(vrange_run("--help").stdout).get("--live")
+    assert live, "--help lists no --live"
+    assert "PSI" in live                                  # the pressure it shows
+    assert "terminal" in live and "second" in live        # off a terminal: a frame a second
 
 
 class Tmux:

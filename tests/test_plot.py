@@ -8,6 +8,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from conftest import ROOT, vrange_run
+from helpers import help_options, help_sections
 from vrangeemu.observe import trace
 from vrangeemu.report import series
 from vrangeemu.report.figure import figure
@@ -262,8 +263,13 @@ def test_unknown_extension_and_missing_file_argument_are_usage_errors(script_tra
 
 def test_help_explains_the_panels():
     proc = report("--help")
-    assert proc.returncode == 0
-    for word in ("FILE", "-o", ".png", ".svg", ".html", "purge", "SIGBUS", "PSI", "MiB"):
+    assert proc.returncode == 0 and proc.stdout.startswith("usage: vrange-report ")
+    assert any("FILE" in listed for listed in help_sections(proc.stdout).values())
+    options = help_options(proc.stdout)
+    assert {"-o", "--output", "--max-processes"} <= set(options), options
+    for ext in (".png", ".svg", ".html"):    # the formats -o can write
+        assert ext in options["-o"], options["-o"]
+    for word in ("purge", "SIGBUS", "PSI", "MiB"):    # what the panels show
         assert word in proc.stdout
 
 

@@ -1,5 +1,6 @@
 """vrange-run as a Unix wrapper: exit statuses, signals, errors, help, clients."""
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -9,6 +10,8 @@ import time
 import pytest
 
 from conftest import VRANGE_RUN, vrange_run
+from helpers import help_options, help_sections, paragraphs, spawned
+from vrangeemu.abi import PROFILES
 
 
 def test_exit_status_is_the_programs():
@@ -50,11 +53,40 @@ def test_options_after_the_program_belong_to_it():
     assert proc.returncode == 0 and proc.stdout == "--stats -v\n" and proc.stderr == ""
 
 
+# What --help must tell, checked as structure and facts, not sentences.
+OPTIONS = ("-h", "--help", "--abi", "--syscall-nr", "--trap", "--memory-limit", "--pressure",
+           "--purged-access", "--fork-volatility", "--stats", "--stats-json", "--trace",
+           "--live", "-v", "--verbose")
+CHECK_OPTIONS = ("--purge-policy", "--purge-probability", "--purge-delay", "--seed",
+                 "--check-access")
+EXIT_STATUSES = ("128+N", "66", "125", "126", "127")
+
+
 def test_help_explains_abis_claimed_numbers_and_exit_codes():
     proc = vrange_run("--help")
-    assert proc.returncode == 0
-    for text in ("314 (sched_setattr)", "316", "renameat2", "kill -USR1", "128+N", "127", "125"):
-        assert text in proc.stdout
+    assert proc.returncode == 0 and proc.stderr == ""
+    text = proc.stdout
+    assert text.startswith("usage: vrange-run ")
+    sections, options = help_sections(text), help_options(text)
+    assert any({"program", "args"} <= set(listed) for listed in sections.values()), sections
+    missing = [o for o in OPTIONS + CHECK_OPTIONS if o not in options]
+    assert not missing, f"--help lacks {missing}"
+    assert all(options[o] for o in OPTIONS + CHECK_OPTIONS), "an option without a description"
+    # The allocator-testing options are a group of their own.
+    (group,) = [listed for listed in sections.values() if "--purge-policy" in listed]
+    assert set(CHECK_OPTIONS) <= set(group) and "--abi" not in group
+    # A table of the ABI profiles, each with its syscall number.
+    (table,) = [listed for listed in sections.values() if set(PROFILES) <= set(listed)]
+    for name, profile in PROFILES.items():
+        assert re.search(rf"(?<!\d){profile.nr}(?!\d)", table[name]), (name, table[name])
+    # The real syscalls those numbers claim are named with them, and how to purge.
+    paras = paragraphs(text)
+    for nr, real in (("314", "sched_setattr"), ("316", "renameat2")):
+        assert any(nr in p and real in p for p in paras), f"no paragraph names {nr} as {real}"
+    assert "kill -USR1" in " ".join(paras), "--help does not tell how to purge"
+    # Every exit status of its own, in one place.
+    assert any(all(re.search(rf"(?<![\w+]){re.escape(code)}(?![\w+])", p) for code in EXIT_STATUSES)
+               for p in paras), f"no paragraph gives all of the exit statuses {EXIT_STATUSES}"
 
 
 def test_console_script_is_installed():
@@ -65,18 +97,18 @@ def test_console_script_is_installed():
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_signals_sent_to_vrange_run_reach_the_program(sig):
-    proc = subprocess.Popen([*VRANGE_RUN, "sleep", "30"], stderr=subprocess.PIPE, text=True)
-    _wait_for_child(proc.pid)
-    os.kill(proc.pid, sig)
-    assert proc.wait(timeout=20) == 128 + sig
-    assert "Traceback" not in proc.stderr.read()
+    with spawned([*VRANGE_RUN, "sleep", "30"], stderr=subprocess.PIPE) as child:
+        _wait_for_child(child.pid)
+        os.kill(child.pid, sig)
+        assert child.wait(timeout=20) == 128 + sig
+        assert "Traceback" not in child.stderr.rest()
 
 
 def test_signal_the_program_ignores_does_not_stop_the_supervisor():
-    proc = subprocess.Popen([*VRANGE_RUN, "sh", "-c", "trap '' TERM; sleep 0.5; exit 5"])
-    _wait_for_child(proc.pid)
-    os.kill(proc.pid, signal.SIGTERM)
-    assert proc.wait(timeout=20) == 5
+    with spawned([*VRANGE_RUN, "sh", "-c", "trap '' TERM; sleep 0.5; exit 5"]) as child:
+        _wait_for_child(child.pid)
+        os.kill(child.pid, signal.SIGTERM)
+        assert child.wait(timeout=20) == 5
 
 
 def _wait_for_child(pid, timeout=10):

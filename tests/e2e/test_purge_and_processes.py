@@ -1,4 +1,5 @@
 """The USR1 purge, threads, fork/vfork/exec, and losing the supervisor."""
+import contextlib
 import os
 import re
 import signal
@@ -8,6 +9,7 @@ import time
 import pytest
 
 from conftest import ABIS, VRANGE_RUN, vrange_run
+from helpers import spawned
 
 PAGE = 4096
 BIG = 4096   # pages: 16 MiB
@@ -79,61 +81,47 @@ def test_cow_shared_pages_are_never_purged(script):
 
 def test_program_survives_the_supervisor_dying(build):
     """Kill vrange-run with SIGKILL: the program runs on, calls get ENOSYS."""
-    prog = subprocess.Popen([*VRANGE_RUN, build("vrange_script")], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        prog.stdin.write("map A 4 anon\nvol A 0 4 0\n")
-        prog.stdin.flush()
-        assert prog.stdout.readline() == "mapped A\n"
-        assert prog.stdout.readline().startswith("ret=16384 errno=0")
-        prog.kill()              # the supervisor (the program is its child)
+    with spawned([*VRANGE_RUN, build("vrange_script")], stdin=subprocess.PIPE,
+                 stdout=subprocess.PIPE) as prog:
+        prog.send("map A 4 anon\nvol A 0 4 0\n")
+        assert prog.stdout.next() == "mapped A\n"
+        assert prog.stdout.next().startswith("ret=16384 errno=0")
+        prog.proc.kill()         # the supervisor (the program is its child)
         prog.wait(10)
-        prog.stdin.write("vol A 0 4 0\nrss\n")
-        prog.stdin.flush()
-        assert prog.stdout.readline().startswith("ret=-1 errno=38")   # ENOSYS
-        assert prog.stdout.readline().startswith("rss ")
-    finally:
-        prog.stdin.close()
-        os.killpg(prog.pid, signal.SIGKILL) if _group_alive(prog.pid) else None
+        prog.send("vol A 0 4 0\nrss\n")
+        assert prog.stdout.next().startswith("ret=-1 errno=38")   # ENOSYS
+        assert prog.stdout.next().startswith("rss ")
+    # Leaving `spawned` kills the program too: it is in vrange-run's process group.
 
 
-def _group_alive(pgid):
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-
-
-def _start_with_volatile_region(build):
+@contextlib.contextmanager
+def volatile_region(build):
     """vrange_script under `vrange-run -v`, stopped reading stdin after making
-    64 filled pages volatile; returns (Popen, the program's pid)."""
-    proc = subprocess.Popen([*VRANGE_RUN, "-v", build("vrange_script")], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    proc.stdin.write("map A 64 anon\nfill A 1\nvol A 0 64 0\nrss\n")
-    proc.stdin.flush()
-    for _ in range(3):
-        line = proc.stdout.readline()
-    assert line.startswith("rss")
-    return proc, _only_child(proc.pid)
+    64 filled pages volatile; yields (the Child, the program's pid)."""
+    with spawned([*VRANGE_RUN, "-v", build("vrange_script")], stdin=subprocess.PIPE,
+                 stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        proc.send("map A 64 anon\nfill A 1\nvol A 0 64 0\nrss\n")
+        for _ in range(3):
+            line = proc.stdout.next()
+        assert line.startswith("rss")
+        yield proc, _only_child(proc.pid)
 
 
 def _finish(proc):
-    out, err = proc.communicate("nonvol A 0 64\ncheck A 1\n", timeout=30)
-    assert proc.returncode == 0, err
+    out, err = proc.finish("nonvol A 0 64\ncheck A 1\n", timeout=30)
+    assert proc.proc.returncode == 0, err
     assert "ret=262144 errno=0 purged=1" in out
     assert "check A good=0 zero=64 bad=0" in out
 
 
 def test_purge_of_a_program_blocked_in_a_syscall(build):
     """The purge stops a thread sleeping in read(); the read resumes intact."""
-    proc, child = _start_with_volatile_region(build)
-    _wait_state(child, "S")   # asleep in read(0)
-    os.kill(proc.pid, signal.SIGUSR1)
-    while "purged 262144 bytes" not in proc.stderr.readline():
-        pass                  # -v reports the purge
-    _wait_state(child, "S")   # resumed: its read() restarted and sleeps again
-    _finish(proc)
+    with volatile_region(build) as (proc, child):
+        _wait_state(child, "S")   # asleep in read(0)
+        os.kill(proc.pid, signal.SIGUSR1)
+        proc.stderr.until("purged 262144 bytes")   # -v reports the purge
+        _wait_state(child, "S")   # resumed: its read() restarted and sleeps again
+        _finish(proc)
 
 
 @pytest.mark.parametrize("mode", ["vfork", "pthread-exit"])
@@ -144,14 +132,14 @@ def test_purge_finds_a_thread_that_can_stop(build, mode):
 
 
 def test_purge_asked_while_the_program_is_stopped_runs_after_sigcont(build):
-    proc, child = _start_with_volatile_region(build)
-    os.kill(child, signal.SIGSTOP)
-    _wait_state(child, "tT")
-    os.kill(proc.pid, signal.SIGUSR1)
-    time.sleep(0.3)
-    assert _state(child) in "tT"         # the purge did not end the job-control stop
-    os.kill(child, signal.SIGCONT)
-    _finish(proc)
+    with volatile_region(build) as (proc, child):
+        os.kill(child, signal.SIGSTOP)
+        _wait_state(child, "tT")
+        os.kill(proc.pid, signal.SIGUSR1)
+        time.sleep(0.3)
+        assert _state(child) in "tT"         # the purge did not end the job-control stop
+        os.kill(child, signal.SIGCONT)
+        _finish(proc)
 
 
 def _only_child(pid):

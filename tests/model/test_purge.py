@@ -47,13 +47,13 @@ def test_no_ranges_no_plan():
 # --- choose_victims: one LRU across spaces --------------------------------------
 import itertools
 
+from helpers import new_space
 from vrangeemu.model.purge import choose_victims
-from vrangeemu.model.space import AddressSpace
 
 
 def spaces_with_shared_clock(n):
     clock = itertools.count(1).__next__
-    return [AddressSpace(i, f"p{i}", VolatileRanges(clock)) for i in range(n)]
+    return [new_space(i, f"p{i}", clock) for i in range(n)]
 
 
 def everything(space, start, end):
