@@ -1,1 +1,1 @@
-from setuptools import setup; setup(cffi_modules=["native/build_native.py:ffibuilder"])
+from setuptools import setup; setup(cffi_modules=["native/ext/build_native.py:ffibuilder"])

@@ -2,7 +2,7 @@
 
     python3 benchmarks/ebizzy.py [--quick] [--runs N] [--json FILE]
 
-`measure(workdir, runs=3, quick=False)` builds native/vrcache.c and
+`measure(workdir, runs=3, quick=False)` builds native/vrcache/vrcache.c and
 native/progs/ebizzy.c in `workdir`, runs the workload and returns a
 JSON-serialisable dict; `render(results)` turns it into markdown.
 
@@ -39,6 +39,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))   # this checkout's vrangeemu.cbuild
+from vrangeemu import cbuild  # noqa: E402
+
 VRANGE_RUN = [sys.executable, "-m", "vrangeemu"]
 KiB, MiB = 1 << 10, 1 << 20
 STRATEGIES = ("vrange", "dontneed", "free", "unmap", "keep")
@@ -57,14 +60,11 @@ PUBLISHED = [{"before": 6045, "after": 30232, "command": "ebizzy -S 30 -n 512", 
 
 def build(workdir):
     """Compile libvrcache.so and ebizzy into workdir; returns their paths."""
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    native = ROOT / "native"
-    lib, exe = Path(workdir) / "libvrcache.so", Path(workdir) / "ebizzy"
-    subprocess.run([cc, "-O2", "-Wall", "-Werror", "-shared", "-fPIC", "-pthread",
-                    f"-I{native}", "-o", str(lib), str(native / "vrcache.c"), "-ldl"], check=True)
-    subprocess.run([cc, "-O2", "-Wall", "-Werror", "-pthread", f"-I{native}", "-o", str(exe),
-                    str(native / "progs" / "ebizzy.c")], check=True)
-    return str(lib), str(exe)
+    native, flags = ROOT / "native", ("-O2", "-Wall", "-Werror", "-pthread")
+    lib = cbuild.build(native / "vrcache" / "vrcache.c", Path(workdir) / "libvrcache.so", flags,
+                       shared=True, libs=("-ldl",), root=ROOT)
+    exe = cbuild.build(native / "progs" / "ebizzy.c", Path(workdir) / "ebizzy", flags, root=ROOT)
+    return lib, exe
 
 
 def chunks_for(size, source):

@@ -35,6 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # installed copy, here and in every vrange-run started from here.
 sys.path.insert(0, str(ROOT))
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+from vrangeemu import cbuild  # noqa: E402
+
 VRANGE_RUN = [sys.executable, "-m", "vrangeemu"]
 NR = 1000   # vrange's native number: trapped by vrange-run and by the floors
 MiB = 1 << 20
@@ -50,13 +52,8 @@ PROGRAMS = {   # name -> C source, built by build()
 
 def build(out_dir):
     """Compile PROGRAMS into out_dir; returns {name: path}."""
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    exes = {}
-    for name, source in PROGRAMS.items():
-        exes[name] = str(Path(out_dir) / name)
-        subprocess.run([cc, "-O2", "-pthread", f"-I{ROOT / 'native'}", "-o", exes[name],
-                        str(ROOT / source)], check=True)
-    return exes
+    return {name: cbuild.build(ROOT / source, Path(out_dir) / name, ("-O2", "-pthread"), root=ROOT)
+            for name, source in PROGRAMS.items()}
 
 
 def measure(argv, **env):
@@ -420,7 +417,7 @@ def render(m, r, notes):
     worst_untrapped = max(us["overhead_pct"], uc["overhead_pct"])
     tpy = r["trap_python"]["calls_us"]
     trap_verdict = f"""**{'met' if tn <= 3 * fn else 'missed'}**: {tn:.1f} us per call,
-  {tn / fn:.1f}x the floor. The native loop (`native/fastpath.c`) answers
+  {tn / fn:.1f}x the floor. The native loop (`native/ext/fastpath.c`) answers
   calls that need no decision: on top of the floor's receive and send it
   queries the VMAs (PROCMAP_QUERY), checks the caller is still waiting and
   writes `*purged` (process_vm_writev); its log goes to the Python model in

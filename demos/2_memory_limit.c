@@ -10,7 +10,7 @@
  * keeps everything, as a cache without vrange() would, and needs 256 MiB.
  *
  * Prints "lookups=N hits=H rebuilt=R wrong=W peak_rss_mib=P"; exit 0 iff W == 0.
- * Build: cc -O2 -I native -o demos/build/2_memory_limit demos/2_memory_limit.c
+ * Build: cc -O2 -I native/include -o demos/build/2_memory_limit demos/2_memory_limit.c
  */
 #include <errno.h>
 #include <stdint.h>

@@ -16,7 +16,7 @@
  * purge takes it.
  *
  * "resident" counts the pages in RAM (mincore), without touching them.
- * Build: cc -O2 -I native -o demos/build/3_fork_cow demos/3_fork_cow.c
+ * Build: cc -O2 -I native/include -o demos/build/3_fork_cow demos/3_fork_cow.c
  */
 #include <signal.h>
 #include <stdio.h>

@@ -13,7 +13,7 @@
  *
  * Prints one line per chunk: "chunk I 'L' volatile|pinned data=ok|zero|bad
  * sigbus=N"; exit 0 iff no chunk is bad.
- * Build: cc -O2 -I native -o demos/build/4_sigbus demos/4_sigbus.c
+ * Build: cc -O2 -I native/include -o demos/build/4_sigbus demos/4_sigbus.c
  */
 #define _GNU_SOURCE
 #include <signal.h>

@@ -12,6 +12,10 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]   # the repository
+if str(ROOT) not in sys.path:   # the repository's vrangeemu.cbuild (pure Python)
+    sys.path.insert(0, str(ROOT))
+from vrangeemu import cbuild  # noqa: E402
+
 MiB = 1 << 20
 
 
@@ -52,16 +56,15 @@ def rel(path):
 
 
 def build(c_file):
-    """Compile demos/NAME.c against native/vrange.h; returns the program's path."""
+    """Compile demos/NAME.c against native/include/vrange.h; returns the program's path."""
     src = ROOT / "demos" / c_file
     exe = out_dir() / src.stem
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    if not cc:
-        sys.exit("a C compiler (cc) is needed to build this demo")
-    command = [cc, "-O2", "-Wall", f"-I{ROOT / 'native'}", "-o", str(exe), str(src)]
-    print(f"$ cc -O2 -Wall -I native -o {rel(exe)} {rel(src)}")
-    subprocess.run(command, check=True)
-    return str(exe)
+    try:
+        cbuild.compiler()
+    except cbuild.CompilerNotFound as e:
+        sys.exit(f"a C compiler is needed to build this demo: {e}")
+    print(f"$ cc -O2 -Wall -I {rel(cbuild.include_dir(ROOT))} -o {rel(exe)} {rel(src)}")
+    return cbuild.build(src, exe, ("-O2", "-Wall"), root=ROOT)
 
 
 def show(argv):

@@ -1,12 +1,12 @@
 """Shared helpers: build the C test programs, run them under vrange-run."""
-import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from vrangeemu import cbuild
 
 ROOT = Path(__file__).resolve().parents[1]
 NATIVE = ROOT / "native"
@@ -18,18 +18,14 @@ ABIS = ("native", "v7", "v10", "v12")
 def build(tmp_path_factory):
     """build(name, abi="native") -> path of native/progs/NAME.c compiled for that ABI."""
     out = tmp_path_factory.mktemp("progs")
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     built = {}
 
     def _build(name, abi="native"):
         if (name, abi) not in built:
-            exe = out / f"{name}_{abi}"
-            macro = "VRANGE_ABI_NATIVE" if abi == "native" else f"VRANGE_ABI_{abi.upper()}"
-            subprocess.run([cc, "-O2", "-Wall", "-Werror", "-pthread", f"-I{NATIVE}",
-                            f"-DVRANGE_ABI={macro}", "-o", str(exe),
-                            str(NATIVE / "progs" / f"{name}.c")], check=True)
-            built[name, abi] = exe
-        return str(built[name, abi])
+            built[name, abi] = cbuild.build(NATIVE / "progs" / f"{name}.c", out / f"{name}_{abi}",
+                                            ("-O2", "-Wall", "-Werror", "-pthread"), abi=abi,
+                                            root=ROOT)
+        return built[name, abi]
     return _build
 
 

@@ -1,14 +1,13 @@
 """The benchmark's floors (native/floor/): empty C supervisors that answer
 every trapped call with 0.  Checked here so that a floor which silently
 stopped answering cannot pass for a fast one in docs/benchmarks.md."""
-import os
-import shutil
 import signal
 import subprocess
 
 import pytest
 
-from conftest import ROOT
+from conftest import NATIVE
+from vrangeemu import cbuild
 
 NR = 1000
 FLOORS = ("floor_notify", "floor_ptrace")
@@ -39,14 +38,12 @@ int main(int argc, char **argv)
 @pytest.fixture(scope="module")
 def exes(tmp_path_factory):
     out = tmp_path_factory.mktemp("floor")
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     (out / "caller.c").write_text(CALLER)
-    sources = {name: ROOT / "native" / "floor" / f"{name}.c" for name in FLOORS}
+    sources = {name: NATIVE / "floor" / f"{name}.c" for name in FLOORS}
     sources["caller"] = out / "caller.c"
-    for name, source in sources.items():
-        subprocess.run([cc, "-O2", "-Wall", "-Wextra", "-Werror", "-o", str(out / name),
-                        str(source)], check=True)
-    return {name: str(out / name) for name in sources}
+    return {name: cbuild.build(source, out / name, ("-O2", "-Wall", "-Wextra", "-Werror"),
+                               include=False)
+            for name, source in sources.items()}
 
 
 def run(argv):

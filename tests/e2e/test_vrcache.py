@@ -7,13 +7,13 @@ vrange-run itself stays on libc's.
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 
 import pytest
 
-from conftest import NATIVE, vrange_run
+from conftest import NATIVE, ROOT, vrange_run
+from vrangeemu import cbuild
 from vrangeemu.linux import cgroup as cg
 
 STRATEGIES = ("vrange", "dontneed", "free", "unmap", "keep")
@@ -25,10 +25,9 @@ needs_memcg = pytest.mark.skipif(not (cg.v2_root() or cg.v1_root()),
 @pytest.fixture(scope="session")
 def libvrcache(tmp_path_factory):
     lib = tmp_path_factory.mktemp("vrcache") / "libvrcache.so"
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    subprocess.run([cc, "-O2", "-Wall", "-Werror", "-shared", "-fPIC", "-pthread",
-                    f"-I{NATIVE}", "-o", str(lib), str(NATIVE / "vrcache.c"), "-ldl"], check=True)
-    return str(lib)
+    return cbuild.build(NATIVE / "vrcache" / "vrcache.c", lib,
+                        ("-O2", "-Wall", "-Werror", "-pthread"), shared=True, libs=("-ldl",),
+                        root=ROOT)
 
 
 def run(lib, strategy, argv, *, traced=False, vr_args=(), env=(), timeout=120):

@@ -1,4 +1,7 @@
-"""cffi API-mode builder for vrangeemu._native (run by setup.py at install)."""
+"""cffi API-mode builder for vrangeemu._native (run by setup.py at install).
+
+Compiles vrnative.c and fastpath.c (this directory, native/ext/); the cdef is
+vrnative.h, which both include."""
 import os
 
 from cffi import FFI

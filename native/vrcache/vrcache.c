@@ -1,7 +1,7 @@
 /* vrcache.c - a volatile-caching allocator for large blocks (LD_PRELOAD).
  *
- *   gcc -O2 -Wall -Werror -shared -fPIC -pthread -Inative \
- *       -o libvrcache.so native/vrcache.c -ldl
+ *   gcc -O2 -Wall -Werror -shared -fPIC -pthread -Inative/include \
+ *       -o libvrcache.so native/vrcache/vrcache.c -ldl
  *   VRCACHE_STRATEGY=vrange vrange-run env LD_PRELOAD=$PWD/libvrcache.so ./prog
  *
  * Blocks of at least VRCACHE_THRESHOLD bytes (default 64 KiB) get their own

@@ -92,6 +92,17 @@ struct vr_fast_op {
     uint64_t ns;       /* CLOCK_MONOTONIC when it was answered */
 };
 
+/* A call's arguments as vr_fast_decode() read them. */
+struct vr_fast_call {
+    uint64_t start;
+    uint64_t len;          /* rounded down to whole pages */
+    uint64_t purged_ptr;   /* 0 if the profile has none or the caller passed NULL */
+    int32_t is_volatile;   /* 1 VOLATILE, 0 NONVOLATILE */
+    int32_t partial;
+};
+
+int vr_fast_decode(const struct vr_fast_profile *p, const uint64_t args[6],
+                   struct vr_fast_call *out);
 int vr_fast_init(void);
 int vr_fast_slot(int slot, int maps_fd, int lock_check);
 void vr_fast_bind(int tid, int slot);

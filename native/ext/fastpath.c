@@ -143,9 +143,47 @@ static uint64_t now_ns(void)
     return t.tv_sec * 1000000000ULL + t.tv_nsec;
 }
 
-static uint64_t arg(const struct seccomp_notif *n, int i)
+/* Decode a call's arguments as the profile says (abi.Profile.decode).
+ * 1: the arguments are valid and the mode known, `out` holds what is asked;
+ * 0: not for the native path (Python decides, e.g. answers EINVAL).
+ * Inlined into serve_one (the hot path); exported as vr_fast_decode, which
+ * tests/test_native_decode.py checks against abi.py. */
+static inline int decode(const struct vr_fast_profile *p, const uint64_t args[6],
+                         struct vr_fast_call *out)
 {
-    return i >= 0 ? n->data.args[i] : 0;
+    uint64_t start = args[0];
+    uint64_t len = args[1] & ~(PAGE - 1);
+    uint32_t mode = (uint32_t)args[2];
+    int volatile_ = mode == (uint32_t)p->mode_volatile;
+    int partial = 0;
+    if (!volatile_ && mode != (uint32_t)p->mode_nonvolatile)
+        return 0;
+    if (p->flags_arg >= 0) {
+        uint32_t flags = (uint32_t)args[p->flags_arg];
+        if (flags & ~p->allowed_flags)
+            return 0;
+        partial = flags & 1;
+    }
+    if (p->behavior_arg >= 0) {
+        uint32_t behavior = (uint32_t)args[p->behavior_arg];
+        if (behavior > 1)
+            return 0;
+        partial = behavior == 1;
+    }
+    if ((start & (PAGE - 1)) || len == 0 || start + len > p->user_end || start + len < start)
+        return 0;
+    out->start = start;
+    out->len = len;
+    out->purged_ptr = p->purged_arg >= 0 ? args[p->purged_arg] : 0;
+    out->is_volatile = volatile_;
+    out->partial = partial;
+    return 1;
+}
+
+int vr_fast_decode(const struct vr_fast_profile *p, const uint64_t args[6],
+                   struct vr_fast_call *out)
+{
+    return decode(p, args, out);
 }
 
 /* Serve `n` if it needs no decision: 1 answered (op logged), 0 hand back,
@@ -167,33 +205,18 @@ static int serve_one(const struct vr_fast_profile *p, int listener,
     }
     if (slot < 0 || slot >= nslots || slots[slot].maps_fd < 0)
         return 0;
-    uint64_t start = n->data.args[0];
-    uint64_t len = n->data.args[1] & ~(PAGE - 1);
-    uint32_t mode = (uint32_t)n->data.args[2];
-    int volatile_ = mode == (uint32_t)p->mode_volatile;
-    int partial = 0;
-    if (!volatile_ && mode != (uint32_t)p->mode_nonvolatile)
+    uint64_t args[6];   /* the kernel's __u64 as uint64_t, without aliasing them */
+    memcpy(args, n->data.args, sizeof args);
+    struct vr_fast_call call;
+    if (!decode(p, args, &call))
         return 0;
-    if (p->flags_arg >= 0) {
-        uint32_t flags = (uint32_t)arg(n, p->flags_arg);
-        if (flags & ~p->allowed_flags)
-            return 0;
-        partial = flags & 1;
-    }
-    if (p->behavior_arg >= 0) {
-        uint32_t behavior = (uint32_t)arg(n, p->behavior_arg);
-        if (behavior > 1)
-            return 0;
-        partial = behavior == 1;
-    }
-    if ((start & (PAGE - 1)) || len == 0 || start + len > p->user_end || start + len < start)
-        return 0;
+    uint64_t start = call.start, len = call.len, purged_ptr = call.purged_ptr;
+    int volatile_ = call.is_volatile;
     struct slot *s = &slots[slot];
     if (volatile_ ? s->lock_check : meets_purged(s, start, start + len))
         return 0;
     if (!plain_anon(s->maps_fd, start, start + len))
         return 0;
-    uint64_t purged_ptr = arg(n, p->purged_arg);
     if (purged_ptr) {
         /* The tid could be reused once the caller is gone: check first. */
         if (vr_notif_id_valid(listener, n->id))
@@ -207,7 +230,7 @@ static int serve_one(const struct vr_fast_profile *p, int listener,
     op->kind = volatile_ ? VR_OP_VOLATILE : VR_OP_NONVOLATILE;
     op->tid = tid;
     op->slot = slot;
-    op->partial = partial;
+    op->partial = call.partial;
     op->start = start;
     op->end = start + len;
     op->ns = now_ns();
