@@ -13,7 +13,7 @@ EXIT_INTERNAL = 70   # EX_SOFTWARE: VRANGEEMU_CHECK=1 found the supervisor incon
 EPILOG = f"""\
 ABI profiles (--abi):
   native  syscall {NATIVE_NR} (assigned to nothing), {PROFILES['native'].signature};
-          VOLATILE=1 NONVOLATILE=0, flags: 1 = PARTIAL purge. See native/vrange.h.
+          VOLATILE=1 NONVOLATILE=0, flags: 1 = PARTIAL purge. See native/include/vrange.h.
   v7      syscall 314, {PROFILES['v7'].signature}; returns 0/1 purged.
   v10     syscall 314, {PROFILES['v10'].signature}; returns bytes.
   v12     syscall 316, {PROFILES['v12'].signature}; NONVOLATILE=0 VOLATILE=1.
