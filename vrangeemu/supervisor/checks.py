@@ -50,12 +50,8 @@ class Checker:
     (RemoteSyscalls) and `purger`; spaces come from `tasks` (TaskTable)."""
 
     def __init__(self, policy, check_access, tasks, remote, purger, bus):
-        self.policy = policy
-        self.check_access = check_access
-        self.tasks = tasks
-        self.remote = remote
-        self.purger = purger
-        self.bus = bus
+        self.policy, self.check_access = policy, check_access
+        self.tasks, self.remote, self.purger, self.bus = tasks, remote, purger, bus
         self.violations = []
         self.marked_at = {}      # Range stamp -> seconds into the run it was marked
         self._marked_limit = MARKED_AT_KEPT

@@ -14,6 +14,14 @@ from ..observe.events import Call, Lock
 from . import calls
 
 
+def _mirrored(name, doc):
+    def operation(self, *args):
+        if self.loop:
+            getattr(self.loop, name)(*args)
+    operation.__name__, operation.__doc__ = name, doc
+    return operation
+
+
 class NativeCalls:
     """`bus` gets Call and Lock events; `space_of(tid)` finds the space of a
     task the C loop did not know yet (its creator's event may be queued)."""
@@ -78,27 +86,12 @@ class NativeCalls:
         if self.loop:
             self.loop.set_may_lock(space)
 
-    # --- the mirror ----------------------------------------------------------------
-    def add(self, space):
-        if self.loop:
-            self.loop.add(space)
-
-    def drop(self, space):
-        if self.loop:
-            self.loop.drop(space)
-
-    def bind(self, tid, space):
-        if self.loop:
-            self.loop.bind(tid, space)
-
-    def unbind(self, tid):
-        if self.loop:
-            self.loop.unbind(tid)
-
-    def sync_purged(self, space):
-        """The purged pages of `space` changed: tell the native loop."""
-        if self.loop:
-            self.loop.sync_purged(space)
+    # --- the mirror: each operation is a no-op while inactive ------------------------
+    add = _mirrored("add", "Give a new space a slot.")
+    drop = _mirrored("drop", "Free the slot of a space that is gone.")
+    bind = _mirrored("bind", "Tell C which space a task's calls are for.")
+    unbind = _mirrored("unbind", "Forget a task.")
+    sync_purged = _mirrored("sync_purged", "The purged pages of a space changed: push them.")
 
     def _check(self, spaces):
         """The C mirror matches the model: each space's slot, maps fd, lock

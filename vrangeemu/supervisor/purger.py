@@ -60,14 +60,9 @@ class Purger:
 
     def __init__(self, tasks, remote, sharing, mirror, bus, log, purged_access="sigbus",
                  fault=""):
-        self.tasks = tasks
-        self.remote = remote
-        self.sharing = sharing
-        self.mirror = mirror
-        self.bus = bus
-        self.log = log
-        self.purged_access = purged_access
-        self.fault = fault
+        self.tasks, self.remote, self.sharing, self.mirror = tasks, remote, sharing, mirror
+        self.bus, self.log = bus, log
+        self.purged_access, self.fault = purged_access, fault
         self.pressure = None   # the pressure source, for the usage in Purge events
 
     # --- requests --------------------------------------------------------------------

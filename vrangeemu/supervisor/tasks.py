@@ -4,6 +4,8 @@ Only this module creates and frees a `Task` or a `TracedSpace`; everything
 else looks them up.  A space lives while some task uses it and is
 registered here, not rebuilt from the tasks on each look-up.
 """
+from dataclasses import dataclass
+
 from ..linux import procfs, ptrace
 from ..linux.procfs import ProcessMemory
 from ..linux.process import same_mm
@@ -12,21 +14,19 @@ from ..model.space import AddressSpace
 from ..observe.events import Clone, Exec, Exit, Fork, SpaceEnd
 
 
+@dataclass(slots=True, eq=False)
 class Task:
     """One traced thread.  `starting`: created, initial stop not yet handled;
     `group_stopped`: held in a job-control stop with PTRACE_LISTEN;
     `vfork_parent`: tid of the parent blocked until this vfork child execs or
     exits (0 if none); `in_vfork`: this task waits for its vfork child, so it
     cannot stop for a purge."""
-    __slots__ = ("tid", "space", "starting", "group_stopped", "vfork_parent", "in_vfork")
-
-    def __init__(self, tid, space, starting=True):
-        self.tid = tid
-        self.space = space
-        self.starting = starting
-        self.group_stopped = False
-        self.vfork_parent = 0
-        self.in_vfork = False
+    tid: int
+    space: object            # TracedSpace, None before the first exec
+    starting: bool = True
+    group_stopped: bool = False
+    vfork_parent: int = 0
+    in_vfork: bool = False
 
 
 class TracedSpace:
@@ -39,15 +39,11 @@ class TracedSpace:
     filter traps mlock & co), so VOLATILE skips the lock check; `slot`: its
     slot in the native loop's mirror (-1: none); `purge`: the pending
     purge.PurgeRequest or None.  The model's fields read through."""
-    __slots__ = ("model", "memory", "trap", "may_lock", "slot", "purge")
+    __slots__ = ("model", "memory", "may_lock", "trap", "slot", "purge")
 
     def __init__(self, model, memory, may_lock=True):
-        self.model = model
-        self.memory = memory
-        self.trap = None
-        self.may_lock = may_lock
-        self.slot = -1
-        self.purge = None
+        self.model, self.memory, self.may_lock = model, memory, may_lock
+        self.trap, self.slot, self.purge = None, -1, None
 
     tgid = property(lambda self: self.model.tgid)
     name = property(lambda self: self.model.name)
@@ -72,12 +68,8 @@ class TaskTable:
     `on_space_end(space)` callbacks run when a space loses its last task."""
 
     def __init__(self, bus, mirror, clock, log, fork_inherit=True, locks_trapped=False):
-        self.bus = bus
-        self.mirror = mirror
-        self.clock = clock
-        self.log = log
-        self.fork_inherit = fork_inherit
-        self.locks_trapped = locks_trapped
+        self.bus, self.mirror, self.clock, self.log = bus, mirror, clock, log
+        self.fork_inherit, self.locks_trapped = fork_inherit, locks_trapped
         self.on_space_end = []
         self.tasks = {}          # tid -> Task
         self._spaces = {}        # id(TracedSpace) -> TracedSpace, in creation order
