@@ -201,20 +201,39 @@ class ProcessMemory:
         return [(out[2 * i], out[2 * i + 1] & PM_PFN_MASK) for i in range(n)]
 
     def syscall_insn(self, tid):
-        """Address of a `syscall` instruction (0f 05) in this space's vDSO, or
-        None; read through live task `tid` (the leader may be a zombie)."""
-        if self._syscall_insn is None:
-            for m in self._maps_lines(tid):
-                if m.group(7).strip() == "[vdso]":
-                    lo, hi = int(m.group(1), 16), int(m.group(2), 16)
-                    with open(f"/proc/{tid}/mem", "rb", buffering=0) as mem:
-                        mem.seek(lo)
-                        at = mem.read(hi - lo).find(b"\x0f\x05")
-                    self._syscall_insn = lo + at if at >= 0 else 0
-                    break
-            else:
-                self._syscall_insn = 0
-        return self._syscall_insn or None
+        """Address of a `syscall` instruction (0f 05) the program cannot have
+        moved: the one found last time if it is still there, else the first
+        in its vDSO, else in an executable mapping of a file (libc); None if
+        none.  Checked before each use: a program may unmap or remap its vDSO.
+        Read through live task `tid` (the leader may be a zombie)."""
+        if self._syscall_insn and self.is_syscall_insn(tid, self._syscall_insn):
+            return self._syscall_insn
+        self._syscall_insn = None
+        lines = [m for m in self._maps_lines(tid) if m.group(3)[:1] == "r" and m.group(3)[2] == "x"]
+        vdso = [m for m in lines if m.group(7).strip() == "[vdso]"]
+        files = [m for m in lines if int(m.group(6)) and m.group(7).startswith("/")]
+        for m in vdso + files:
+            lo, hi = int(m.group(1), 16), int(m.group(2), 16)
+            try:
+                with open(f"/proc/{tid}/mem", "rb", buffering=0) as mem:
+                    mem.seek(lo)
+                    at = mem.read(min(hi - lo, 1 << 22)).find(b"\x0f\x05")
+            except OSError:
+                continue
+            if at >= 0:
+                self._syscall_insn = lo + at
+                return self._syscall_insn
+        return None
+
+    @staticmethod
+    def is_syscall_insn(tid, addr):
+        """True if the two bytes at `addr` in task `tid` are `syscall` (0f 05)."""
+        try:
+            with open(f"/proc/{tid}/mem", "rb", buffering=0) as mem:
+                mem.seek(addr)
+                return mem.read(2) == b"\x0f\x05"
+        except (OSError, ValueError):
+            return False
 
 
 def tgid_of(tid):

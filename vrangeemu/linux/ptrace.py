@@ -6,6 +6,7 @@ PTRACE_EVENT_STOP, and polls with sleeps.  Every request raises TaskGone
 or OSError (errors.py).
 """
 import collections
+import ctypes
 import os
 import signal
 from typing import NamedTuple
@@ -21,6 +22,8 @@ from .errors import translated
 # What python-ptrace 0.9.9 lacks (linux/ptrace.h).
 PTRACE_INTERRUPT = 0x4207
 PTRACE_LISTEN = 0x4208
+PTRACE_GETSIGMASK = 0x420a
+PTRACE_SETSIGMASK = 0x420b
 O_TRACESECCOMP = 1 << 7
 EVENT_SECCOMP = 7
 EVENT_STOP = 128
@@ -76,12 +79,12 @@ class StopQueue:
     reports it only after its other threads)."""
 
     def __init__(self):
-        self.deferred = collections.deque()   # (tid, status)
+        self.deferred = collections.deque()   # Stop
 
     def poll(self):
         """The next Stop without blocking (deferred ones first), or None."""
         if self.deferred:
-            return decode(*self.deferred.popleft())
+            return self.deferred.popleft()
         try:
             tid, status = os.waitpid(-1, os.WNOHANG | WALL)
         except ChildProcessError:
@@ -94,7 +97,11 @@ class StopQueue:
             got, status = os.waitpid(-1, WALL)
             if got == tid:
                 return decode(tid, status)
-            self.deferred.append((got, status))
+            self.deferred.append(decode(got, status))
+
+    def put_back(self, stop):
+        """A stop taken by a wait for one task that the loop must handle."""
+        self.deferred.appendleft(stop)
 
     def wait_nohang(self, tid):
         """`tid`'s status if it has one now (only `tid` is reaped), else None;
@@ -144,9 +151,36 @@ def setregs(tid, regs):
 
 
 @translated
+def getsiginfo(tid):
+    """The siginfo of the stop the task is in (python-ptrace's siginfo struct)."""
+    return _pt.ptrace_getsiginfo(tid)
+
+
+@translated
+def setsiginfo(tid, info):
+    """Replace it: at a signal-delivery stop, what resuming with that signal delivers."""
+    _pt.ptrace_setsiginfo(tid, info)
+
+
+@translated
 def siginfo_addr(tid):
     """si_addr of the signal a task is stopped to receive (at a signal-delivery stop)."""
     return _pt.ptrace_getsiginfo(tid)._sigfault._addr or 0
+
+
+@translated
+def getsigmask(tid):
+    """The stopped task's blocked-signal mask (a 64-bit int)."""
+    mask = ctypes.c_uint64()
+    _pt.ptrace(PTRACE_GETSIGMASK, tid, ctypes.sizeof(mask), ctypes.addressof(mask))
+    return mask.value
+
+
+@translated
+def setsigmask(tid, value):
+    """Set the stopped task's blocked-signal mask (SIGKILL/SIGSTOP stay unblocked)."""
+    mask = ctypes.c_uint64(value)
+    _pt.ptrace(PTRACE_SETSIGMASK, tid, ctypes.sizeof(mask), ctypes.addressof(mask))
 
 
 def resume(stop):

@@ -39,6 +39,27 @@ def still_discardable(ranges, runs, discardable):
             for run in range_runs(ranges, rng, discardable, (start, end))]
 
 
+def subtract(runs, cuts):
+    """The parts of sorted, disjoint `runs` outside every run of `cuts`.
+
+    >>> subtract([(0, 10), (20, 30)], [(5, 22), (28, 40)])
+    [(0, 5), (22, 28)]
+    """
+    out = []
+    for start, end in runs:
+        for lo, hi in sorted(cuts):
+            if hi <= start or lo >= end:
+                continue
+            if lo > start:
+                out.append((start, lo))
+            start = max(start, hi)
+            if start >= end:
+                break
+        if start < end:
+            out.append((start, end))
+    return out
+
+
 def purge_runs(ranges, discardable):
     """Every run of every range of one space (the SIGUSR1 purge)."""
     return [run for rng in ranges for run in range_runs(ranges, rng, discardable)]

@@ -25,6 +25,7 @@ from ..linux import ptrace
 from ..linux.errors import TaskGone
 from ..linux.syscalls import SYS_MPROTECT
 from ..observe.events import Violation as ViolationEvent
+from .remote import InjectionFailed
 
 PROT_NONE = 0
 PROT_RW = 3
@@ -67,7 +68,8 @@ class Checker:
     def after_call(self, task, answer):
         """At the seccomp stop of an answered call: protect or unprotect its
         span and run the purges the policy wants now.  Returns the signal to
-        resume with; raises TaskGone if the task died."""
+        resume with (none: signals stay pending meanwhile); raises TaskGone
+        if the task died."""
         if not self.active:
             return 0
         space = task.space
@@ -82,14 +84,18 @@ class Checker:
                 protect.append((SYS_MPROTECT, (start, end - start, prot)))
         if not protect and not purge:
             return 0
-        sig = self.remote.step_out(task)   # may swallow a PTRACE_INTERRUPT: see the end
+        self.remote.step_out(task)   # may swallow a PTRACE_INTERRUPT: see the end
         if protect:
-            self.remote.run(task, self._insn(task), protect)
+            try:
+                self.remote.run(task, self._insn(task), protect)
+            except InjectionFailed as exc:
+                print(f"vrange-run: --check-access: cannot protect [{start:#x}, {end:#x}): {exc}",
+                      file=sys.stderr, flush=True)
         if purge:
             self.purger.run_forced(task, purge, self.policy.name)
         elif self.purger.due(task):   # a purge asked for meanwhile: we are at a boundary now
             self.purger.run_at_stop(task)
-        return sig
+        return 0
 
     def _note_marked(self, space, start, end):
         for r in space.ranges.overlapping(start, end):
@@ -142,7 +148,10 @@ class Checker:
         # report: as if that page had been re-pinned, then run the access again
         space.ranges.unmark(page, page + PAGE)
         self.purger.unpin(space, (page, page + PAGE))
-        self.remote.run(task, self._insn(task), [(SYS_MPROTECT, (page, PAGE, PROT_RW))])
+        try:
+            self.remote.run(task, self._insn(task), [(SYS_MPROTECT, (page, PAGE, PROT_RW))])
+        except InjectionFailed:
+            return False   # cannot re-pin it: the program gets its SIGSEGV
         ptrace.cont(task.tid, 0)
         return True
 

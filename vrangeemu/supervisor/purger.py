@@ -14,9 +14,10 @@ from ..linux.errors import TaskGone
 from ..linux.process import pidfd_getfd
 from ..linux.syscalls import SYS_CLOSE, SYS_MADVISE, SYS_USERFAULTFD
 from ..linux.uffd import SigbusTrap
-from ..model.purge import choose_victims, purge_runs, still_discardable
+from ..linux.procfs import PM_PRESENT
+from ..model.purge import choose_victims, purge_runs, still_discardable, subtract
 from ..observe.events import Purge
-from .remote import syscall_insn_for
+from .remote import InjectionFailed, syscall_insn_for
 from .sharing import merge_runs
 from .tasks import NO_TRAP
 
@@ -56,7 +57,8 @@ class Purger:
     (RemoteSyscalls), sharing rules from `sharing`; tells `mirror` (the
     native loop) what changed and `bus` what happened.  `purged_access`:
     "sigbus" (purged pages fault, as the patches) or "zero"; `fault`: a test
-    hook that simulates a supervisor bug at a purge."""
+    hook ("purge": a supervisor bug at a purge; "no-lock-check": locked
+    memory is not left out, so madvise meets it)."""
 
     def __init__(self, tasks, remote, sharing, mirror, bus, log, purged_access="sigbus",
                  fault=""):
@@ -140,15 +142,15 @@ class Purger:
         a purge waits for this thread: skip the call for now, step out,
         purge, and let the program make the call again (rip back on its
         `syscall`), so the purge lands first, as in notify mode.  Returns the
-        signal to resume with."""
+        signal to resume with (none: signals stay pending meanwhile)."""
         regs = ptrace.getregs(task.tid)
         regs.orig_rax = (1 << 64) - 1   # skipped ...
         regs.rax = nr                   # ... and made again, with the same arguments
         regs.rip -= 2
         ptrace.setregs(task.tid, regs)
-        sig = self.remote.step_out(task)
+        self.remote.step_out(task)
         self.run_at_stop(task)
-        return sig
+        return 0
 
     def run_forced(self, task, runs, why):
         """--purge-policy: discard `runs` of `task`'s space now (the task is
@@ -176,6 +178,11 @@ class Purger:
             plan = purge_runs(space.ranges, discardable)
         else:   # planned earlier: only what is still volatile and resident
             plan = still_discardable(space.ranges, request.runs, discardable)
+        if (plan and space.may_lock and self.fault != "no-lock-check"
+                and space.memory.locked_bytes()):
+            # madvise stops with EINVAL at a locked mapping after discarding
+            # what came before it: leave locked memory out up front.
+            plan = subtract(plan, space.memory.locked_intervals())
         if not plan:
             return
         insn = space.memory.syscall_insn(task.tid) or syscall_insn_for(ptrace.getregs(task.tid))
@@ -193,6 +200,9 @@ class Purger:
         except TaskGone as exc:
             gone, results = exc, exc.results
             trapped = space.trap not in (None, NO_TRAP)
+        except InjectionFailed as exc:
+            self.log(f"purge of {space.tgid} skipped: {exc}")
+            return
         self._account(task, space, request.why, plan, results, trapped)
         if gone is not None:
             raise gone
@@ -213,14 +223,17 @@ class Purger:
         """Record what the madvise results say was discarded."""
         freed = 0
         for (start, end), result in zip(plan, results):
-            if result == 0:
-                freed += space.ranges.set_purged(start, end)
-                space.stats.purges += 1
-            else:   # e.g. EINVAL: the program mlocked it since
-                if trapped:
-                    self.unpin(space, (start, end))
+            discarded = [(start, end)]
+            if result != 0:   # e.g. EINVAL: the program mlocked part of it since
                 self.log(f"madvise({start:#x}, {end - start}) in {task.tid}: "
                          f"{os.strerror(-result)}")
+                discarded = self._gone_pages(space, start, end)
+                if trapped:
+                    for run in subtract([(start, end)], discarded):
+                        self.unpin(space, run)
+            for run in discarded:
+                freed += space.ranges.set_purged(*run)
+            space.stats.purges += bool(discarded)
         space.stats.purged_bytes += freed
         self.mirror.sync_purged(space)
         space.stats.anon_rss_after_purge = procfs.anon_rss_of(task.tid)
@@ -231,6 +244,20 @@ class Purger:
                 volatile=space.ranges.volatile_bytes, purged_bytes=space.ranges.purged_bytes,
                 usage=self.pressure.readings.last_usage if self.pressure else None))
         self.log(f"purged {freed} bytes in {len(results)} runs from {space.tgid}")
+
+    @staticmethod
+    def _gone_pages(space, start, end):
+        """After a failed madvise over [start, end), which was all resident:
+        the runs it discarded before failing (no longer present)."""
+        runs = []
+        for i, entry in enumerate(space.memory.pagemap(start, end)):
+            if not entry & PM_PRESENT:
+                page = start + (i << 12)
+                if runs and runs[-1][1] == page:
+                    runs[-1] = (runs[-1][0], page + 4096)
+                else:
+                    runs.append((page, page + 4096))
+        return runs
 
     def _make_trap(self, session, space):
         """Create the userfaultfd that makes purged pages raise SIGBUS: made in

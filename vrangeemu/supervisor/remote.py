@@ -1,10 +1,14 @@
 """Remote syscalls: the only place that runs code inside a traced task.
 
 After rr's AutoRemoteSyscalls and proot's chained syscalls: a session saves
-a stopped task's registers, runs syscalls at a `syscall` instruction by
-single-stepping over it, then restores the registers and re-delivers the
-signals that arrived meanwhile.  Death is reported one way: TaskGone (the
-task table has already recorded the exit when it is raised here).
+a stopped task's registers, signal mask and siginfo, blocks every signal (those that
+arrive meanwhile stay pending in the kernel, siginfo and order intact),
+runs syscalls at a `syscall` instruction by single-stepping over it, then
+restores registers and mask.  Every wait is bounded.  Death is reported one
+way: TaskGone (the task table has already recorded an exit when it is
+raised here; an exec by another thread is left queued for the loop).
+`InjectionFailed`: the instruction does not run (the program unmapped or
+remapped it): the task is restored and goes on.
 
 The task must be at a user-mode boundary: a PTRACE_EVENT_STOP (interrupt
 or group-stop) or a signal-delivery stop; not at a fork/exec event stop,
@@ -19,6 +23,14 @@ from ..linux.process import tgkill
 
 U64 = (1 << 64) - 1
 ARG_REGS = ("rdi", "rsi", "rdx", "r10", "r8", "r9")
+ALL_SIGNALS = U64          # the kernel never blocks SIGKILL and SIGSTOP
+MAX_STOPS = 16             # stops per injected syscall before giving up
+FAULTS = frozenset((signal.SIGSEGV, signal.SIGBUS, signal.SIGILL))
+
+
+class InjectionFailed(Exception):
+    """The `syscall` instruction could not be run in the task (it was
+    restored and goes on)."""
 
 
 def syscall_insn_for(regs):
@@ -47,7 +59,13 @@ class Session:
         self._saved = None
 
     def __enter__(self):
-        self._saved = ptrace.getregs(self.task.tid)
+        tid = self.task.tid
+        self._saved = ptrace.getregs(tid)
+        # At a signal-delivery stop, resuming delivers the signal with the
+        # siginfo of the stop the task is in then: keep the original's.
+        self._siginfo = ptrace.getsiginfo(tid)
+        self._mask = ptrace.getsigmask(tid)
+        ptrace.setsigmask(tid, ALL_SIGNALS)
         return self
 
     def run(self, calls):
@@ -62,19 +80,30 @@ class Session:
             for name, value in zip(ARG_REGS, args):
                 setattr(regs, name, value & U64)
             ptrace.setregs(tid, regs)
-            while True:
-                ptrace.singlestep(tid)
-                stop = self._remote.stops.wait_for(tid)
-                if stop.ended:
-                    raise _Died(stop, results)
-                if stop.kind == "signal":
-                    after = ptrace.getregs(tid)
-                    if stop.value == signal.SIGTRAP and after.rip == self.insn + 2:
-                        results.append(ctypes.c_int64(after.rax).value)
-                        break
-                    self.held.append(stop.value)
-                # other stops (a late PTRACE_INTERRUPT trap): step again
+            results.append(self._step(results))
         return results
+
+    def _step(self, results):
+        """Single-step over the instruction; its result."""
+        tid = self.task.tid
+        for _ in range(MAX_STOPS):
+            ptrace.singlestep(tid)
+            stop = self._remote.stops.wait_for(tid)
+            if stop.ended:
+                raise _Died(stop, results)
+            if stop.kind == "event":   # an exec by another thread took this tid over
+                self._remote.stops.put_back(stop)
+                raise TaskGone(tid, "exec during a remote syscall", results)
+            if stop.kind != "signal":
+                continue   # a late PTRACE_INTERRUPT trap: step again
+            after = ptrace.getregs(tid)
+            if stop.value == signal.SIGTRAP and after.rip == self.insn + 2:
+                return ctypes.c_int64(after.rax).value
+            if stop.value in FAULTS and after.rip == self.insn:
+                raise InjectionFailed(f"no syscall instruction at {self.insn:#x} in {tid}")
+            if stop.value != signal.SIGTRAP:
+                self.held.append(stop.value)   # not blockable, or raced the mask
+        raise InjectionFailed(f"thread {tid} did not run its injected syscall")
 
     def __exit__(self, kind, exc, tb):
         if kind is _Died:
@@ -83,6 +112,8 @@ class Session:
         if kind is TaskGone:
             return False
         ptrace.setregs(self.task.tid, self._saved)
+        ptrace.setsigmask(self.task.tid, self._mask)
+        ptrace.setsiginfo(self.task.tid, self._siginfo)
         self._remote.redeliver(self.task, self.held)
         return False
 
@@ -107,21 +138,26 @@ class RemoteSyscalls:
 
     def step_out(self, task):
         """From a seccomp stop to the user-mode boundary (the step's SIGTRAP
-        stop, dropped).  A signal that comes first is held; returns the signal
-        to deliver afterwards (0 if none).  Raises TaskGone if it died."""
-        held = 0
-        for _ in range(8):
+        stop, dropped), with every signal blocked meanwhile (they stay
+        pending).  Raises TaskGone if it died."""
+        mask = ptrace.getsigmask(task.tid)
+        ptrace.setsigmask(task.tid, ALL_SIGNALS)
+        held = []
+        for _ in range(MAX_STOPS):
             ptrace.singlestep(task.tid)
             stop = self.stops.wait_for(task.tid)
             if stop.ended:
                 self.tasks.exited(stop)
                 raise TaskGone(task.tid, "died stepping out of its call")
+            if stop.kind == "event":   # an exec by another thread took this tid over
+                self.stops.put_back(stop)
+                raise TaskGone(task.tid, "exec while stepping out of its call")
             if stop.kind == "signal" and stop.value == signal.SIGTRAP:
-                return held
+                ptrace.setsigmask(task.tid, mask)
+                self.redeliver(task, held)
+                return
             if stop.kind == "signal":
-                if held:   # a second one: let the kernel queue it again
-                    self.redeliver(task, [held])
-                held = stop.value
+                held.append(stop.value)   # SIGSTOP: not blockable
         raise RuntimeError(f"thread {task.tid} did not step out of its vrange call")
 
     def redeliver(self, task, signals):

@@ -1,0 +1,55 @@
+"""Purges that meet what a program can do meanwhile: lock part of a range,
+move its vDSO, exec from another thread, take signals (issue 12's faults)."""
+import re
+
+import pytest
+
+from conftest import vrange_run
+
+PAGE = 4096
+
+
+@pytest.mark.parametrize("trap", ["notify", "ptrace"])
+def test_partly_locked_range_loses_only_its_unlocked_pages_and_says_so(script, trap):
+    out = script("native", "--trap", trap).run(
+        "map A 8 anon\nfill A 1\nvol A 0 8\nmlock A 2 2\npurge\nnonvol A 0 8\ncheck A 1\n")
+    assert out.calls[-1]["purged"] == 1
+    # The locked pages 2-3 kept their data; the rest was discarded and reported.
+    assert out.checks["A"] == dict(good=2, zero=6, bad=0)
+    assert out.checks_list[-1] == out.checks["A"]
+
+
+def test_a_madvise_that_fails_midway_records_exactly_what_it_discarded(script, monkeypatch):
+    # With locked memory not left out up front, madvise discards pages 0-1,
+    # then fails with EINVAL at the locked pages 2-3 and never reaches 4-7.
+    monkeypatch.setenv("VRANGEEMU_TEST_FAULT", "no-lock-check")
+    out = script().run("map A 8 anon\nfill A 1\nvol A 0 8\nmlock A 2 2\npurge\n"
+                       "nonvol A 0 2\nnonvol A 2 6\ncheck A 1\n")
+    assert [c["purged"] for c in out.calls[-2:]] == [1, 0]
+    assert out.checks["A"] == dict(good=6, zero=2, bad=0)
+
+
+@pytest.mark.parametrize("how", ["unmap", "move"])
+@pytest.mark.parametrize("trap", ["notify", "ptrace"])
+def test_purges_go_on_after_the_program_moves_its_vdso(build, how, trap):
+    proc = vrange_run("--trap", trap, build("purge_after_vdso_moved"), how, timeout=30)
+    assert proc.returncode == 0, (proc.stdout, proc.stderr)
+    assert "purged first=1 second=1 zero=64" in proc.stdout
+
+
+@pytest.mark.parametrize("trap", ["notify", "ptrace"])
+def test_exec_by_another_thread_during_a_purge_is_followed(build, trap):
+    # Each round execs while 128 MiB are being purged in the main thread.
+    proc = vrange_run("--trap", trap, build("exec_during_purge"), timeout=60)
+    assert proc.returncode == 0, (proc.stdout, proc.stderr)
+    assert "exec rounds done" in proc.stdout
+
+
+@pytest.mark.parametrize("trap", ["notify", "ptrace"])
+def test_signals_sent_during_purges_keep_payload_sender_and_order(build, trap):
+    proc = vrange_run("--trap", trap, "--stats", build("signals_during_purges"), timeout=60)
+    assert proc.returncode == 0, (proc.stdout, proc.stderr)
+    assert "rt received=2000 in_order=2000 si_queue=2000 sender=2000 of 2000" in proc.stdout
+    # total: calls, errors, volatile, purged, purges (runs discarded)
+    total = re.search(r"^\s+total\s+\d+\s+\d+\s+\S+ \S+\s+\S+ \S+\s+(\d+)", proc.stderr, re.M)
+    assert total and int(total.group(1)) >= 10, proc.stderr   # purges really ran meanwhile
