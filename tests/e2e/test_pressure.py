@@ -2,11 +2,14 @@
 import json
 import os
 import re
+import signal
 import subprocess
+import time
 
 import pytest
 
 from conftest import VRANGE_RUN, vrange_run
+from helpers import spawned
 from vrangeemu.linux import cgroup as cg
 
 MiB = 1 << 20
@@ -28,6 +31,57 @@ def leftover_cgroups():
             parent = os.path.join(root, cg.own_path(version).lstrip("/"))
             found += [d for d in os.listdir(parent) if d.startswith("vrange-run-")]
     return found
+
+
+def group_paths(pid):
+    """Where vrange-run `pid` makes its cgroup (one path per hierarchy)."""
+    return [os.path.join(root, cg.own_path(version).lstrip("/"), f"vrange-run-{pid}")
+            for version, root in ((2, cg.v2_root()), (1, cg.v1_root())) if root]
+
+
+def watchdogs(paths):
+    """pids of the cgroup watchdogs of those groups still running."""
+    wanted = {os.fsencode(p) for p in paths}
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")     # a zombie's is empty
+        except OSError:
+            continue
+        if any(a.endswith(b"cgroup_watchdog.py") for a in argv) and wanted & set(argv):
+            found.append(int(entry))
+    return found
+
+
+def wait_until(condition, timeout):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def process_state(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
+
+
+def clean_up_groups(paths):
+    """A test that failed may leave its group: empty it and remove it."""
+    for path in filter(os.path.isdir, paths):
+        group = cg.Cgroup(path, 2 if path.startswith(cg.v2_root() or "\0") else 1)
+        try:
+            group.enforce(64 * MiB)
+            for pid in group.read("cgroup.procs").split():
+                os.kill(int(pid), signal.SIGKILL)
+        except OSError:
+            pass
+        group.remove(timeout=5)
 
 
 @needs_memcg
@@ -82,6 +136,59 @@ def test_limit_is_enforced_once_nothing_volatile_is_left(build):
     assert proc.returncode == 128 + 9
     assert "nothing volatile left to purge" in proc.stderr
     assert not leftover_cgroups()
+
+
+@needs_memcg
+def test_vrange_run_killed_under_pressure_gives_the_group_back_to_the_kernel(build):
+    """Issue 12, fault 5.  vrange-run holds its group with the OOM killer off
+    (v1) and a margin above SIZE while it purges; SIGKILLed there, it used to
+    leave the program to pause at the margin for ever (D state) in a group
+    nobody removed.  Its watchdog must give the group the OOM killer and
+    SIZE back, so the grower is OOM-killed near 32 MiB, and remove the
+    group once the program is gone."""
+    paths = []
+    try:
+        with spawned([*VRANGE_RUN, "-v", "--memory-limit", "32M",
+                      build("volatile_then_grow_until_killed"), 16, 16, 200],
+                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                     stderr=subprocess.PIPE) as child:
+            paths = group_paths(child.pid)
+            grower = int(child.stdout.until("grower ").split()[1])
+            child.stdout.until("gate 16")
+            # 16 volatile + 16 MiB grown is past the high mark: pressure
+            # has purged the volatile MiBs; the group is held with the OOM
+            # killer off, waiting for more to purge.
+            child.stderr.until(re.compile(r"purged \d+ bytes").search, what="a purge")
+            assert any(map(os.path.isdir, paths))
+            os.kill(child.pid, signal.SIGKILL)
+            child.wait()
+            child.send("go\n")            # the grower grows on, 1 MiB every 10 ms
+            try:
+                end = child.stdout.until("grower ", timeout=10)
+            except pytest.fail.Exception:
+                pytest.fail(f"the grower did not end; its state: {process_state(grower)} "
+                            f"(D: paused at the limit)\n" + "".join(child.stdout.seen))
+            assert end == "grower killed by signal 9\n"   # the OOM killer, near SIZE
+            grown = [int(line.split()[1]) for line in child.stdout.seen
+                     if line.startswith("grown ")]
+            assert max(grown) < 32
+            child.stdout.rest(timeout=5)    # end of output: the watchdog holds no copy
+        assert wait_until(lambda: not any(map(os.path.isdir, paths)), 5), \
+            f"{paths} still there"
+        assert wait_until(lambda: not watchdogs(paths), 5), "the watchdog did not exit"
+    finally:
+        clean_up_groups(paths)
+
+
+@needs_memcg
+def test_normal_exit_leaves_neither_group_nor_watchdog(build):
+    with spawned([*VRANGE_RUN, "--memory-limit", "32M", "true"], stdout=subprocess.PIPE,
+                 stderr=subprocess.PIPE) as child:
+        paths = group_paths(child.pid)
+        out, err = child.finish()
+        assert child.proc.returncode == 0, err
+        assert not any(map(os.path.isdir, paths))
+        assert not watchdogs(paths)       # told "done", vrange-run waited for it
 
 
 def test_budget_source_keeps_summed_rss_under_the_limit(build):

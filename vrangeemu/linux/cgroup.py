@@ -6,9 +6,10 @@ what current distributions run; on machines where only v1 has the memory
 controller (like ours) v1 is used.  Every path is passed in, so tests can
 point a `Cgroup` at a directory of plain files.
 """
-import errno
 import os
 import time
+
+from . import cgroup_watchdog
 
 UNLIMITED = 1 << 62   # what "no limit" reads as (v1: PAGE_COUNTER_MAX pages; v2: "max")
 
@@ -116,17 +117,10 @@ class Cgroup:
             self.write("memory.oom_control", 1)
 
     def enforce(self, limit):
-        """Nothing volatile is left: the kernel enforces `limit` for real."""
-        if self.version == 2:
-            self.write("memory.high", "max")
-            self.write("memory.max", limit)
-        else:
-            self.write("memory.oom_control", 0)
-            try:
-                self.write("memory.limit_in_bytes", limit)
-            except OSError as exc:   # EBUSY: usage is above; the OOM killer acts
-                if exc.errno != errno.EBUSY:
-                    raise
+        """Nothing volatile is left: the kernel enforces `limit` for real
+        (v1: OOM killer on; EBUSY, usage above `limit`, leaves the OOM killer
+        to act at the old limit).  The rules the watchdog restores, too."""
+        cgroup_watchdog.restore(self.path, self.version, limit)
 
     def raise_hard(self, hard):
         """Let tasks paused at the hard limit go on (v1), e.g. to stop them."""
@@ -159,23 +153,31 @@ class Cgroup:
 
     # --- life cycle --------------------------------------------------------------
     @classmethod
+    def candidates(cls, name):
+        """Where a new child `name` of our own memory cgroup would go, v2
+        first: `Cgroup`s whose directories are not made yet (see `make`)."""
+        found = []
+        for version, root in ((2, v2_root()), (1, v1_root())):
+            if root:
+                found.append(cls(os.path.join(root, own_path(version).lstrip("/"), name),
+                                 version))
+        return found
+
+    def make(self):
+        """mkdir the group; False if we may not (or the hierarchy refuses)."""
+        try:
+            os.mkdir(self.path)
+            return True
+        except OSError:
+            return False
+
+    @classmethod
     def create(cls, name):
         """A new child of our own memory cgroup (v2 preferred); None if neither
         hierarchy has the memory controller or we may not create one."""
-        v2 = v2_root()
-        candidates = []
-        if v2:
-            candidates.append((os.path.join(v2, own_path(2).lstrip("/")), 2))
-        v1 = v1_root()
-        if v1:
-            candidates.append((os.path.join(v1, own_path(1).lstrip("/")), 1))
-        for parent, version in candidates:
-            path = os.path.join(parent, name)
-            try:
-                os.mkdir(path)
-                return cls(path, version)
-            except OSError:
-                continue
+        for group in cls.candidates(name):
+            if group.make():
+                return group
         return None
 
     def remove(self, timeout=2.0):

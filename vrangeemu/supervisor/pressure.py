@@ -10,6 +10,7 @@ import re
 
 import psutil
 
+from ..linux import cgroup_watchdog
 from ..linux.cgroup import UNLIMITED, Cgroup
 
 MiB = 1 << 20
@@ -93,14 +94,17 @@ class CgroupSource(_UsageSource):
     If `limit` is ours to enforce (--memory-limit), the cgroup is held with
     a margin above it (v2 memory.high/max, v1 limit + OOM killer off) while
     volatile memory remains, and the real limit is enforced once nothing is
-    left to purge (`exhausted`)."""
+    left to purge (`exhausted`).  An owned group has a `watchdog`
+    (linux/cgroup_watchdog.py) that gives it the real limit back and removes
+    it if vrange-run dies."""
 
-    def __init__(self, cgroup, limit, owned=False, log=print, warn=print):
+    def __init__(self, cgroup, limit, owned=False, log=print, warn=print, watchdog=None):
         super().__init__(f"cgroup v{cgroup.version} {cgroup.path}", limit)
         self.cgroup = cgroup
         self.warn = warn
         self.hard = limit + max(limit // 4, 16 * MiB)   # kernel backstop while purging
         self.owned = owned
+        self.watchdog = watchdog
         self.log = log
         self.reliefs = 0        # v1: times the hard limit was raised to let paused tasks go
         self.enforced = False
@@ -146,7 +150,24 @@ class CgroupSource(_UsageSource):
             os.close(fd)
         self.fds = []
         self.cgroup.close()
-        if self.owned and not self.cgroup.remove():
+        if not self.owned:
+            return
+        if self.cgroup.remove():
+            if self.watchdog:
+                self.watchdog.done()
+            return
+        # Processes outlived the program (or are slow to leave): the kernel
+        # enforces the limit on them, and the watchdog removes the group once
+        # they are gone.
+        try:
+            self.cgroup.enforce(self.limit)
+        except OSError:
+            pass
+        if self.watchdog:
+            self.watchdog.release()
+            self.warn(f"{self.cgroup.path} still has processes: the {self.limit >> 20} MiB "
+                      "limit is enforced on them and the group goes once they are gone")
+        else:
             self.warn(f"could not remove {self.cgroup.path}")
 
 
@@ -252,6 +273,29 @@ class SetupProblem(Exception):
     """The pressure options cannot work here (message says why and what to do)."""
 
 
+def _owned_cgroup(limit, log, warn):
+    """A new cgroup for the program, guarded by its watchdog, as
+    (CgroupSource, its cgroup.procs path); None if none can be made.
+
+    The watchdog starts before the directory is made, so from the first
+    instant a dying vrange-run leaves nothing behind: no group held with the
+    OOM killer off, no directory."""
+    for group in Cgroup.candidates(f"vrange-run-{os.getpid()}"):
+        try:
+            watchdog, why = cgroup_watchdog.start(group.path, group.version, limit), None
+        except OSError as exc:
+            watchdog, why = None, exc
+        if group.make():
+            if why:
+                warn(f"no watchdog for the memory cgroup ({why}): if vrange-run is killed, "
+                     f"{group.path} keeps the OOM killer off and stays behind")
+            return (CgroupSource(group, limit, owned=True, log=log, warn=warn, watchdog=watchdog),
+                    group.file("cgroup.procs"))
+        if watchdog:
+            watchdog.done()
+    return None
+
+
 def choose_source(kind, limit, tasks, log, warn):
     """The pressure source for `--pressure KIND [--memory-limit LIMIT]`.
 
@@ -261,10 +305,9 @@ def choose_source(kind, limit, tasks, log, warn):
     takes details (-v), `warn` what the user must always hear."""
     if limit is not None:
         if kind in ("auto", "cgroup"):
-            group = Cgroup.create(f"vrange-run-{os.getpid()}")
-            if group:
-                return (CgroupSource(group, limit, owned=True, log=log, warn=warn),
-                        group.file("cgroup.procs"))
+            owned = _owned_cgroup(limit, log, warn)
+            if owned:
+                return owned
             if kind == "cgroup":
                 raise SetupProblem("cannot create a memory cgroup here (no memory controller, "
                                    "or no permission): use --pressure budget")
