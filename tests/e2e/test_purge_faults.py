@@ -1,10 +1,14 @@
 """Purges that meet what a program can do meanwhile: lock part of a range,
 move its vDSO, exec from another thread, take signals (issue 12's faults)."""
+import random
 import re
+import subprocess
+import time
 
 import pytest
 
-from conftest import vrange_run
+from conftest import VRANGE_RUN, vrange_run
+from helpers import spawned
 
 PAGE = 4096
 
@@ -53,3 +57,17 @@ def test_signals_sent_during_purges_keep_payload_sender_and_order(build, trap):
     # total: calls, errors, volatile, purged, purges (runs discarded)
     total = re.search(r"^\s+total\s+\d+\s+\d+\s+\S+ \S+\s+\S+ \S+\s+(\d+)", proc.stderr, re.M)
     assert total and int(total.group(1)) >= 10, proc.stderr   # purges really ran meanwhile
+
+
+@pytest.mark.parametrize("trap", ["notify", "ptrace"])
+def test_killing_vrange_run_at_any_instant_never_kills_the_program(build, trap):
+    exe = build("purges_until_supervisor_dies")
+    rng = random.Random(1234)
+    for _ in range(8):
+        with spawned([*VRANGE_RUN, "--trap", trap, exe], stdout=subprocess.PIPE) as child:
+            child.stdout.until("first round done")
+            time.sleep(rng.uniform(0.0, 0.3))     # purges keep coming meanwhile
+            child.proc.kill()                      # SIGKILL to vrange-run alone
+            out = child.stdout.rest()              # the program holds stdout until it ends
+        assert re.search(r"survived rounds=\d+ errno=38 pinned_ok=1 mask_ok=1 signal_ok=1",
+                         out), out

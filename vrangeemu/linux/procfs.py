@@ -37,6 +37,7 @@ class ProcessMemory:
         self._maps = os.open(f"/proc/{tgid}/maps", os.O_RDONLY | os.O_CLOEXEC)
         self._status = os.open(f"/proc/{tgid}/status", os.O_RDONLY | os.O_CLOEXEC)
         self._pagemap = os.open(f"/proc/{tgid}/pagemap", os.O_RDONLY | os.O_CLOEXEC)
+        self._mem = os.open(f"/proc/{tgid}/mem", os.O_RDWR | os.O_CLOEXEC)
         self._query = ffi.new("struct vr_vma *")
         self._name = ffi.new("char[16]")
         self._has_query = True
@@ -45,10 +46,10 @@ class ProcessMemory:
         self._syscall_insn = None
 
     def close(self):
-        for fd in (self._maps, self._status, self._pagemap):
+        for fd in (self._maps, self._status, self._pagemap, self._mem):
             if fd is not None:
                 os.close(fd)
-        self._maps = self._status = self._pagemap = None
+        self._maps = self._status = self._pagemap = self._mem = None
 
     @property
     def maps_fd(self):
@@ -225,15 +226,23 @@ class ProcessMemory:
                 return self._syscall_insn
         return None
 
-    @staticmethod
-    def is_syscall_insn(tid, addr):
-        """True if the two bytes at `addr` in task `tid` are `syscall` (0f 05)."""
+    def is_syscall_insn(self, tid, addr):
+        """True if the two bytes at `addr` are `syscall` (0f 05)."""
+        return self.read(addr, 2) == b"\x0f\x05"
+
+    def read(self, addr, n):
+        """`n` bytes of the program's memory at `addr` (fewer, or b"", where
+        nothing is mapped)."""
         try:
-            with open(f"/proc/{tid}/mem", "rb", buffering=0) as mem:
-                mem.seek(addr)
-                return mem.read(2) == b"\x0f\x05"
-        except (OSError, ValueError):
-            return False
+            return os.pread(self._mem, n, addr)
+        except OSError:
+            return b""
+
+    def write(self, addr, data):
+        """Write `data` at `addr`, read-only mappings included (as a debugger
+        writes breakpoints).  Raises OSError if not all of it is mapped."""
+        if os.pwrite(self._mem, data, addr) != len(data):
+            raise OSError(errno.EFAULT, f"short write at {addr:#x} in {self.tgid}")
 
 
 def tgid_of(tid):

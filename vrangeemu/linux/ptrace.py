@@ -15,7 +15,8 @@ from ptrace.binding import func as _pt
 from ptrace.binding.func import (PTRACE_CONT, PTRACE_DETACH, PTRACE_EVENT_CLONE,
                                  PTRACE_EVENT_EXEC, PTRACE_EVENT_FORK, PTRACE_EVENT_VFORK,
                                  PTRACE_O_TRACECLONE, PTRACE_O_TRACEEXEC, PTRACE_O_TRACEFORK,
-                                 PTRACE_O_TRACEVFORK, PTRACE_SINGLESTEP)
+                                 PTRACE_O_TRACESYSGOOD, PTRACE_O_TRACEVFORK, PTRACE_SINGLESTEP,
+                                 PTRACE_SYSCALL)
 
 from .errors import translated
 
@@ -35,9 +36,12 @@ STOP_SIGNALS = frozenset((signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal
 # A syscall interrupted by a stop reports one of these in rax (kernel-internal).
 RESTART_ERRNOS = frozenset((512, 513, 514, 516))
 
-# Follow every new task; no PTRACE_O_EXITKILL: if the supervisor dies the
-# program keeps running and its vrange calls fail with ENOSYS.
-SEIZE_OPTIONS = PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK | PTRACE_O_TRACECLONE | PTRACE_O_TRACEEXEC
+# Follow every new task; syscall stops (remote syscalls) report SIGTRAP|0x80.
+# No PTRACE_O_EXITKILL: if the supervisor dies the program keeps running and
+# its vrange calls fail with ENOSYS.
+SEIZE_OPTIONS = (PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK | PTRACE_O_TRACECLONE
+                 | PTRACE_O_TRACEEXEC | PTRACE_O_TRACESYSGOOD)
+SYSCALL_TRAP = signal.SIGTRAP | 0x80
 
 
 class Stop(NamedTuple):
@@ -46,8 +50,8 @@ class Stop(NamedTuple):
     kind is one of: 'exited' (value = exit code), 'killed' (value = signal),
     'event' (value = PTRACE_EVENT_*), 'group-stop' (value = stop signal),
     'trap-stop' (PTRACE_EVENT_STOP with SIGTRAP: PTRACE_INTERRUPT or the
-    initial stop of an auto-attached task), 'signal' (signal-delivery-stop,
-    value = signal).
+    initial stop of an auto-attached task), 'syscall' (syscall entry or exit
+    after PTRACE_SYSCALL), 'signal' (signal-delivery-stop, value = signal).
     """
     tid: int
     kind: str
@@ -69,6 +73,8 @@ def decode(tid, status):
         return Stop(tid, "group-stop" if sig in STOP_SIGNALS else "trap-stop", sig)
     if event:
         return Stop(tid, "event", event)
+    if sig == SYSCALL_TRAP:
+        return Stop(tid, "syscall", sig)
     return Stop(tid, "signal", sig)
 
 
@@ -128,6 +134,12 @@ def listen(tid):
 @translated
 def singlestep(tid, sig=0):
     _pt.ptrace(PTRACE_SINGLESTEP, tid, 0, sig)
+
+
+@translated
+def syscall(tid, sig=0):
+    """Resume until the next syscall entry or exit (a 'syscall' stop)."""
+    _pt.ptrace(PTRACE_SYSCALL, tid, 0, sig)
 
 
 @translated

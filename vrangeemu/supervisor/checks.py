@@ -87,7 +87,7 @@ class Checker:
         self.remote.step_out(task)   # may swallow a PTRACE_INTERRUPT: see the end
         if protect:
             try:
-                self.remote.run(task, self._insn(task), protect)
+                self.remote.run(task, protect)
             except InjectionFailed as exc:
                 print(f"vrange-run: --check-access: cannot protect [{start:#x}, {end:#x}): {exc}",
                       file=sys.stderr, flush=True)
@@ -104,14 +104,6 @@ class Checker:
             live = {r.stamp for sp in self.tasks.spaces() for r in sp.ranges}
             self.marked_at = {k: v for k, v in self.marked_at.items() if k in live}
             self._marked_limit = max(MARKED_AT_KEPT, 2 * len(self.marked_at))
-
-    def _insn(self, task):
-        """A `syscall` instruction to inject at: the vDSO's (we only inject
-        right after a call or at a fault)."""
-        insn = task.space.memory.syscall_insn(task.tid)
-        if insn is None:
-            raise RuntimeError(f"no syscall instruction found in {task.space.tgid}")
-        return insn
 
     # --- faults -------------------------------------------------------------------
     def on_fault(self, task):
@@ -149,7 +141,7 @@ class Checker:
         space.ranges.unmark(page, page + PAGE)
         self.purger.unpin(space, (page, page + PAGE))
         try:
-            self.remote.run(task, self._insn(task), [(SYS_MPROTECT, (page, PAGE, PROT_RW))])
+            self.remote.run(task, [(SYS_MPROTECT, (page, PAGE, PROT_RW))])
         except InjectionFailed:
             return False   # cannot re-pin it: the program gets its SIGSEGV
         ptrace.cont(task.tid, 0)

@@ -338,9 +338,12 @@ class Supervisor:
             return
         elif stop.kind == "signal" and stop.value == signal.SIGSEGV and self.checker.on_fault(task):
             return   # an access to a range protected by --check-access: handled
-        elif self.purger.due(task) and not task.group_stopped:
-            # At a group-stop the purge waits for SIGCONT: injecting there
-            # would take the task out of its job-control stop.
+        elif self.purger.due(task) and stop.kind == "trap-stop":
+            # The interrupt's own stop.  Not a group-stop (injecting there would
+            # take the task out of its job-control stop: the purge waits for
+            # SIGCONT), nor a signal-delivery stop: the signal must be
+            # delivered from its own stop to keep its siginfo, and the
+            # interrupt's stop still follows.
             self.purger.run_at_stop(task)
         ptrace.resume(stop)
 

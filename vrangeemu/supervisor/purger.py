@@ -17,7 +17,7 @@ from ..linux.uffd import SigbusTrap
 from ..linux.procfs import PM_PRESENT
 from ..model.purge import choose_victims, purge_runs, still_discardable, subtract
 from ..observe.events import Purge
-from .remote import InjectionFailed, syscall_insn_for
+from .remote import InjectionFailed
 from .sharing import merge_runs
 from .tasks import NO_TRAP
 
@@ -185,14 +185,10 @@ class Purger:
             plan = subtract(plan, space.memory.locked_intervals())
         if not plan:
             return
-        insn = space.memory.syscall_insn(task.tid) or syscall_insn_for(ptrace.getregs(task.tid))
-        if insn is None:
-            self.log(f"purge of {space.tgid} skipped: no syscall instruction found")
-            return
         madvise = [(SYS_MADVISE, (start, end - start, mmap.MADV_DONTNEED)) for start, end in plan]
         gone = None
         try:
-            with self.remote.session(task, insn) as session:
+            with self.remote.session(task) as session:
                 if self.purged_access == "sigbus" and space.trap is None:
                     self._make_trap(session, space)
                 trapped = self._trap_runs(space, plan)

@@ -1,25 +1,29 @@
 """Remote syscalls: the only place that runs code inside a traced task.
 
 After rr's AutoRemoteSyscalls and proot's chained syscalls: a session saves
-a stopped task's registers, signal mask and siginfo, blocks every signal (those that
-arrive meanwhile stay pending in the kernel, siginfo and order intact),
-runs syscalls at a `syscall` instruction by single-stepping over it, then
-restores registers and mask.  Every wait is bounded.  Death is reported one
-way: TaskGone (the task table has already recorded an exit when it is
-raised here; an exec by another thread is left queued for the loop).
-`InjectionFailed`: the instruction does not run (the program unmapped or
-remapped it): the task is restored and goes on.
+a stopped task's registers, signal mask and siginfo, blocks every signal
+(those that arrive meanwhile stay pending in the kernel, siginfo and order
+intact), runs syscalls, then restores registers, mask and siginfo.
 
-The task must be at a user-mode boundary: a PTRACE_EVENT_STOP (interrupt
-or group-stop) or a signal-delivery stop; not at a fork/exec event stop,
-where the kernel is still inside the syscall and would overwrite rax.
+Syscalls run at the `syscall` of a stub page mapped into the program
+(linux/stub.py), stopped at entry and exit with PTRACE_SYSCALL: no trap flag,
+and if the supervisor dies at any instant the thread finishes the call and
+restores itself from the stub's save area.  The stub is made with one
+single-stepped mmap at a `syscall` the program has (vDSO or libc), checked
+before use.  Every wait is bounded.  Death is reported one way: TaskGone
+(the task table has already recorded an exit when it is raised here; an
+exec by another thread is left queued for the loop).  InjectionFailed: no
+syscall could be run (the program unmapped or remapped the instruction);
+the task is restored and goes on.
 """
 import ctypes
+import mmap
 import signal
 
-from ..linux import ptrace
+from ..linux import ptrace, stub
 from ..linux.errors import TaskGone
 from ..linux.process import tgkill
+from ..linux.syscalls import SYS_MMAP
 
 U64 = (1 << 64) - 1
 ARG_REGS = ("rdi", "rsi", "rdx", "r10", "r8", "r9")
@@ -29,8 +33,7 @@ FAULTS = frozenset((signal.SIGSEGV, signal.SIGBUS, signal.SIGILL))
 
 
 class InjectionFailed(Exception):
-    """The `syscall` instruction could not be run in the task (it was
-    restored and goes on)."""
+    """No syscall could be run in the task (it was restored and goes on)."""
 
 
 def syscall_insn_for(regs):
@@ -51,12 +54,12 @@ class Session:
     """One stopped task lent to us: `run()` syscalls in it; leaving the
     `with` block restores it (see RemoteSyscalls.session)."""
 
-    def __init__(self, remote, task, insn):
+    def __init__(self, remote, task):
         self._remote = remote
         self.task = task
-        self.insn = insn
-        self.held = []   # signals that arrived meanwhile, to deliver again
-        self._saved = None
+        self.held = []   # unblockable signals (SIGSTOP) that arrived meanwhile
+        self._blocked = False
+        self._left_signal_path = False   # a syscall stop was reached: see _restore
 
     def __enter__(self):
         tid = self.task.tid
@@ -65,45 +68,94 @@ class Session:
         # siginfo of the stop the task is in then: keep the original's.
         self._siginfo = ptrace.getsiginfo(tid)
         self._mask = ptrace.getsigmask(tid)
-        ptrace.setsigmask(tid, ALL_SIGNALS)
+        try:
+            self._stub = self._remote.stub_of(self, self.task)
+            # Written first: from here on a thread left alone finds its way back.
+            self.task.space.memory.write(self._stub + stub.SAVE,
+                                         stub.save_area(self._saved, self._mask))
+        except BaseException:
+            self._restore()
+            raise
         return self
 
     def run(self, calls):
         """Run [(nr, (a0, a1, ...)), ...] one by one; each result (negative
         errno on failure), in order."""
-        tid, saved, results = self.task.tid, self._saved, []
+        results = []
         for nr, args in calls:
-            regs = type(saved).from_buffer_copy(saved)
-            regs.rip = self.insn
-            regs.rax = nr
-            regs.orig_rax = U64   # no syscall restart on the way back to user mode
-            for name, value in zip(ARG_REGS, args):
-                setattr(regs, name, value & U64)
-            ptrace.setregs(tid, regs)
-            results.append(self._step(results))
+            self._load(self._stub, nr, args)
+            results.append(self._through_syscall(results))
         return results
 
-    def _step(self, results):
-        """Single-step over the instruction; its result."""
+    def _load(self, at, nr, args):
+        regs = type(self._saved).from_buffer_copy(self._saved)
+        regs.rip = at
+        regs.rax = nr
+        regs.orig_rax = U64   # no syscall restart on the way back to user mode
+        for name, value in zip(ARG_REGS, args):
+            setattr(regs, name, value & U64)
+        ptrace.setregs(self.task.tid, regs)
+        if not self._blocked:   # once the registers lead away from the program's code
+            ptrace.setsigmask(self.task.tid, ALL_SIGNALS)
+            self._blocked = True
+
+    def _through_syscall(self, results):
+        """From registers loaded at the stub's `syscall` to its exit stop; the result."""
+        tid, entered = self.task.tid, False
+        for _ in range(MAX_STOPS):
+            ptrace.syscall(tid)
+            stop = self._wait(results)
+            self._left_signal_path = True
+            if stop.kind == "syscall":
+                if entered:
+                    return ctypes.c_int64(ptrace.getregs(tid).rax).value
+                entered = True
+            elif stop.kind == "signal":
+                if stop.value in FAULTS and ptrace.getregs(tid).rip == self._stub:
+                    raise InjectionFailed(f"the syscall stub of {tid} is gone")
+                self.held.append(stop.value)
+        raise InjectionFailed(f"thread {tid} did not run its injected syscall")
+
+    def step_at(self, insn, nr, args):
+        """Run one syscall by single-stepping over the `syscall` at `insn`
+        (only to map the stub: the one moment a trap flag is set)."""
+        self._load(insn, nr, args)
         tid = self.task.tid
         for _ in range(MAX_STOPS):
             ptrace.singlestep(tid)
-            stop = self._remote.stops.wait_for(tid)
-            if stop.ended:
-                raise _Died(stop, results)
-            if stop.kind == "event":   # an exec by another thread took this tid over
-                self._remote.stops.put_back(stop)
-                raise TaskGone(tid, "exec during a remote syscall", results)
+            stop = self._wait([])
             if stop.kind != "signal":
                 continue   # a late PTRACE_INTERRUPT trap: step again
             after = ptrace.getregs(tid)
-            if stop.value == signal.SIGTRAP and after.rip == self.insn + 2:
+            if stop.value == signal.SIGTRAP and after.rip == insn + 2:
                 return ctypes.c_int64(after.rax).value
-            if stop.value in FAULTS and after.rip == self.insn:
-                raise InjectionFailed(f"no syscall instruction at {self.insn:#x} in {tid}")
+            if stop.value in FAULTS and after.rip == insn:
+                raise InjectionFailed(f"no syscall instruction at {insn:#x} in {tid}")
             if stop.value != signal.SIGTRAP:
-                self.held.append(stop.value)   # not blockable, or raced the mask
+                self.held.append(stop.value)
         raise InjectionFailed(f"thread {tid} did not run its injected syscall")
+
+    def _wait(self, results):
+        stop = self._remote.stops.wait_for(self.task.tid)
+        if stop.ended:
+            raise _Died(stop, results)
+        if stop.kind == "event":   # an exec by another thread took this tid over
+            self._remote.stops.put_back(stop)
+            raise TaskGone(self.task.tid, "exec during a remote syscall", results)
+        return stop
+
+    def _restore(self):
+        tid = self.task.tid
+        regs = self._saved
+        if self._left_signal_path:
+            # Resumed from a syscall stop, the kernel would not restart a call
+            # the thread was interrupted in: do what it would have done.
+            regs = type(regs).from_buffer_copy(regs)
+            regs.rax, regs.rip = stub.restarted(self._saved)
+            regs.orig_rax = U64
+        ptrace.setsigmask(tid, self._mask)
+        ptrace.setregs(tid, regs)
+        ptrace.setsiginfo(tid, self._siginfo)
 
     def __exit__(self, kind, exc, tb):
         if kind is _Died:
@@ -111,9 +163,7 @@ class Session:
             raise TaskGone(self.task.tid, "died during a remote syscall", exc.results) from None
         if kind is TaskGone:
             return False
-        ptrace.setregs(self.task.tid, self._saved)
-        ptrace.setsigmask(self.task.tid, self._mask)
-        ptrace.setsiginfo(self.task.tid, self._siginfo)
+        self._restore()
         self._remote.redeliver(self.task, self.held)
         return False
 
@@ -126,15 +176,31 @@ class RemoteSyscalls:
         self.tasks = tasks
         self.stops = stops
 
-    def session(self, task, insn):
-        """`with remote.session(task, insn) as s: s.run([...])` at the
-        `syscall` instruction at `insn`."""
-        return Session(self, task, insn)
+    def session(self, task):
+        """`with remote.session(task) as s: s.run([...])`."""
+        return Session(self, task)
 
-    def run(self, task, insn, calls):
+    def run(self, task, calls):
         """One session that runs `calls`; their results."""
-        with self.session(task, insn) as s:
+        with self.session(task) as s:
             return s.run(calls)
+
+    def stub_of(self, session, task):
+        """The address of the stub in `task`'s space, mapped now if it is
+        missing (first use, or the program unmapped or replaced it)."""
+        space = task.space
+        if space.stub and space.memory.read(space.stub, len(stub.CODE)) == stub.CODE:
+            return space.stub
+        insn = space.memory.syscall_insn(task.tid) or syscall_insn_for(session._saved)
+        if insn is None:
+            raise InjectionFailed(f"no syscall instruction found in {space.tgid}")
+        addr = session.step_at(insn, SYS_MMAP, (0, stub.PAGE, mmap.PROT_READ | mmap.PROT_EXEC,
+                                                 mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0))
+        if addr < 0:
+            raise InjectionFailed(f"cannot map the syscall stub in {space.tgid}: errno {-addr}")
+        space.memory.write(addr, stub.CODE)
+        space.stub = addr
+        return addr
 
     def step_out(self, task):
         """From a seccomp stop to the user-mode boundary (the step's SIGTRAP

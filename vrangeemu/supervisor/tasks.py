@@ -38,12 +38,14 @@ class TracedSpace:
     False while the program is known never to have locked memory here (the
     filter traps mlock & co), so VOLATILE skips the lock check; `slot`: its
     slot in the native loop's mirror (-1: none); `purge`: the pending
-    purge.PurgeRequest or None.  The model's fields read through."""
-    __slots__ = ("model", "memory", "may_lock", "trap", "slot", "purge")
+    purge.PurgeRequest or None; `stub`: address of the remote-syscall stub
+    page mapped into the program (0: none yet).  The model's fields read
+    through."""
+    __slots__ = ("model", "memory", "may_lock", "trap", "slot", "purge", "stub")
 
-    def __init__(self, model, memory, may_lock=True):
+    def __init__(self, model, memory, may_lock=True, stub=0):
         self.model, self.memory, self.may_lock = model, memory, may_lock
-        self.trap, self.slot, self.purge = None, -1, None
+        self.trap, self.slot, self.purge, self.stub = None, -1, None, stub
 
     tgid = property(lambda self: self.model.tgid)
     name = property(lambda self: self.model.name)
@@ -118,7 +120,7 @@ class TaskTable:
         space = parent.space
         if not shares_mm:
             model = space.model.fork(tid, inherit=self.fork_inherit)
-            space = self._register(model, ProcessMemory(tid))
+            space = self._register(model, ProcessMemory(tid), stub=space.stub)   # mapped in both
             self.log(f"fork: {parent.tid} -> {tid}, {len(space.ranges)} ranges inherited")
         kind = Fork if space is not parent.space else Clone
         self.bus.emit(kind(parent=parent.space.tgid, pid=space.tgid, tid=tid,
@@ -153,8 +155,8 @@ class TaskTable:
         self.log(f"exec: {task.tid} is now {name}")
         self.bus.emit(Exec(pid=task.tid, program=name))
 
-    def _register(self, model, memory):
-        space = TracedSpace(model, memory, may_lock=not self.locks_trapped)
+    def _register(self, model, memory, stub=0):
+        space = TracedSpace(model, memory, may_lock=not self.locks_trapped, stub=stub)
         self._spaces[id(space)] = space
         self.mirror.add(space)
         return space

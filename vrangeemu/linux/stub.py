@@ -1,0 +1,85 @@
+"""The remote-syscall stub: one page of x86_64 code mapped into a traced program.
+
+The supervisor runs its syscalls (madvise, mprotect, ...) at the `syscall`
+at the start of this page, stopping at syscall entry and exit with
+PTRACE_SYSCALL instead of single-stepping: no trap flag is ever set.  If the
+supervisor dies at any instant (even by SIGKILL), the thread is no longer
+stopped and simply runs on through the page: it finishes the syscall it was
+given, restores its signal mask and every register from the save area
+written before the session, and jumps back to where it was interrupted (a
+syscall it was in is restarted, as the kernel would).  So the program is
+never left with foreign registers, a pending SIGTRAP, or a blocked mask.
+
+Layout: code at 0, the save area at SAVE (r15 ... rdi and rflags in pop
+order, then rsp, rip and the signal mask).  Position independent.
+"""
+import struct
+
+PAGE = 4096
+SAVE = 0x100
+_POP_ORDER = ("r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8",
+              "rax", "rcx", "rdx", "rsi", "rdi")
+RSP_SLOT = SAVE + 8 * (len(_POP_ORDER) + 1)
+RIP_SLOT = RSP_SLOT + 8
+MASK_SLOT = RIP_SLOT + 8
+SYS_RT_SIGPROCMASK = 14
+SIG_SETMASK = 2
+RESTART_SYSCALL = 219
+# -ERESTARTSYS, -ERESTARTNOINTR, -ERESTARTNOHAND restart the call itself;
+# -ERESTART_RESTARTBLOCK restarts through restart_syscall.
+_RESTARTS = {512: None, 513: None, 514: None, 516: RESTART_SYSCALL}
+_U64 = (1 << 64) - 1
+
+
+def _rel32(at, target, length):
+    """rip-relative displacement of an instruction of `length` bytes at `at`."""
+    return struct.pack("<i", target - (at + length))
+
+
+def code():
+    """The page's code (bytes), entry (the injected syscall) at 0."""
+    out = bytearray(b"\x0f\x05")                                     # syscall (injected)
+    out += b"\xb8" + struct.pack("<I", SYS_RT_SIGPROCMASK)           # mov eax, 14
+    out += b"\xbf" + struct.pack("<I", SIG_SETMASK)                  # mov edi, SIG_SETMASK
+    out += b"\x48\x8d\x35" + _rel32(len(out), MASK_SLOT, 7)          # lea rsi, [rip+mask]
+    out += b"\x31\xd2"                                               # xor edx, edx
+    out += b"\x41\xba" + struct.pack("<I", 8)                        # mov r10d, 8
+    out += b"\x0f\x05"                                               # syscall
+    out += b"\x48\x8d\x25" + _rel32(len(out), SAVE, 7)               # lea rsp, [rip+save]
+    pops = {"r15": b"\x41\x5f", "r14": b"\x41\x5e", "r13": b"\x41\x5d", "r12": b"\x41\x5c",
+            "rbp": b"\x5d", "rbx": b"\x5b", "r11": b"\x41\x5b", "r10": b"\x41\x5a",
+            "r9": b"\x41\x59", "r8": b"\x41\x58", "rax": b"\x58", "rcx": b"\x59",
+            "rdx": b"\x5a", "rsi": b"\x5e", "rdi": b"\x5f"}
+    for name in _POP_ORDER:
+        out += pops[name]
+    out += b"\x9d"                                                   # popfq
+    out += b"\x48\x8b\x25" + _rel32(len(out), RSP_SLOT, 7)           # mov rsp, [rip+rsp]
+    out += b"\xff\x25" + _rel32(len(out), RIP_SLOT, 6)               # jmp [rip+rip]
+    assert len(out) <= SAVE
+    return bytes(out)
+
+
+CODE = code()
+
+
+def restarted(regs):
+    """(rax, rip) that resume a thread stopped with `regs` the way the
+    kernel would on its way out of a signal stop: a syscall it was
+    interrupted in is made again (the kernel does this only on the signal
+    path, not after a syscall stop, so a session that ends at one must)."""
+    rax, rip = regs.rax, regs.rip
+    if regs.orig_rax != _U64:
+        err = -struct.unpack("<q", struct.pack("<Q", rax))[0]
+        if err in _RESTARTS:
+            rax = regs.orig_rax if _RESTARTS[err] is None else _RESTARTS[err]
+            rip = regs.rip - 2
+    return rax, rip
+
+
+def save_area(regs, mask):
+    """The bytes at SAVE that bring a thread back to `regs` (its registers
+    when the session began) with signal mask `mask`."""
+    rax, rip = restarted(regs)
+    values = [rax if name == "rax" else getattr(regs, name) for name in _POP_ORDER]
+    values += [regs.eflags, regs.rsp, rip, mask]
+    return struct.pack(f"<{len(values)}Q", *(v & _U64 for v in values))
