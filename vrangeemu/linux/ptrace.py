@@ -98,7 +98,12 @@ class StopQueue:
         return decode(tid, status) if tid else None
 
     def wait_for(self, tid):
-        """Block until `tid` has a status; others' are deferred."""
+        """`tid`'s next status (blocking): one deferred already, or the next
+        reaped; others' are deferred."""
+        for stop in self.deferred:
+            if stop.tid == tid:
+                self.deferred.remove(stop)
+                return stop
         while True:
             got, status = os.waitpid(-1, WALL)
             if got == tid:

@@ -10,12 +10,22 @@ written before the session, and jumps back to where it was interrupted (a
 syscall it was in is restarted, as the kernel would).  So the program is
 never left with foreign registers, a pending SIGTRAP, or a blocked mask.
 
-Layout: code at 0, the save area at SAVE (r15 ... rdi and rflags in pop
-order, then rsp, rip and the signal mask).  Position independent.
+The page also starts the purger thread (CLONE_ENTRY): a thread of the
+program that only ever sleeps in pause() with every signal blocked, so
+purges need not stop a program thread, even one paused at a memory limit.
+After clone, the new thread parks; the calling thread, if its tracer is
+gone, restores itself as above.
+
+Layout: code at 0, CLONE_ENTRY, the thread's name at NAME, the save area
+at SAVE (r15 ... rdi and rflags in pop order, then rsp, rip and the signal
+mask).  Position independent.
 """
 import struct
 
 PAGE = 4096
+CLONE_ENTRY = 0x60
+NAME = 0xe0
+NAME_TEXT = b"vrange-purger\0"
 SAVE = 0x100
 _POP_ORDER = ("r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8",
               "rax", "rcx", "rdx", "rsi", "rdi")
@@ -23,6 +33,13 @@ RSP_SLOT = SAVE + 8 * (len(_POP_ORDER) + 1)
 RIP_SLOT = RSP_SLOT + 8
 MASK_SLOT = RIP_SLOT + 8
 SYS_RT_SIGPROCMASK = 14
+SYS_PAUSE = 34
+SYS_CLONE = 56
+SYS_EXIT = 60
+SYS_PRCTL = 157
+PR_SET_NAME = 15
+# A thread sharing everything (as pthread_create makes), its own stack unused.
+CLONE_THREAD_FLAGS = 0x100 | 0x200 | 0x400 | 0x800 | 0x10000 | 0x40000
 SIG_SETMASK = 2
 RESTART_SYSCALL = 219
 # -ERESTARTSYS, -ERESTARTNOINTR, -ERESTARTNOHAND restart the call itself;
@@ -55,6 +72,17 @@ def code():
     out += b"\x9d"                                                   # popfq
     out += b"\x48\x8b\x25" + _rel32(len(out), RSP_SLOT, 7)           # mov rsp, [rip+rsp]
     out += b"\xff\x25" + _rel32(len(out), RIP_SLOT, 6)               # jmp [rip+rip]
+    assert len(out) <= CLONE_ENTRY
+    out += b"\x90" * (CLONE_ENTRY - len(out))
+    out += b"\x0f\x05"                                               # syscall (clone)
+    out += b"\x48\x85\xc0"                                           # test rax, rax
+    out += b"\x0f\x85" + _rel32(len(out), 2, 6)                      # jnz restore path
+    park = len(out)
+    out += b"\xb8" + struct.pack("<I", SYS_PAUSE)                    # park: mov eax, 34
+    out += b"\x0f\x05"                                               # syscall (pause)
+    out += b"\xeb" + struct.pack("<b", park - (len(out) + 2))        # jmp park
+    assert len(out) <= NAME
+    out += b"\x90" * (NAME - len(out)) + NAME_TEXT
     assert len(out) <= SAVE
     return bytes(out)
 

@@ -212,6 +212,11 @@ class Supervisor:
 
     def _on_signals(self):
         """Called when the signalfd is readable: SIGCHLD, SIGUSR1, forwarded ones."""
+        self._take_signals()
+        self._drain_stops()
+
+    def _take_signals(self):
+        """Act on the pending signals (a purge for SIGUSR1), stops aside."""
         for signo, code, _ in self.sigfd.read():
             if signo == signal.SIGUSR1:
                 self.log("SIGUSR1: purging every volatile range")
@@ -220,7 +225,6 @@ class Supervisor:
                 # A tty signal already reached the whole foreground group.
                 if self.tasks.main_pid in self.tasks:
                     os.kill(self.tasks.main_pid, signo)
-        self._drain_stops()
 
     def _await_purges(self):
         """Run the requested purges before serving any further call, so a purge
@@ -283,6 +287,9 @@ class Supervisor:
         """ptrace trap mode: the task is stopped at its vrange call; the real
         syscall is always skipped (before the first exec it fails ENOSYS).
         Returns the signal to resume it with."""
+        # A purge asked for before this call comes first, even when this stop
+        # was reaped before the signalfd was read.
+        self._take_signals()
         if self.purger.due(task):
             return self.purger.run_before_call(task, self.profile.nr)
         regs = ptrace.getregs(task.tid)
@@ -329,6 +336,10 @@ class Supervisor:
             return   # resumed once its creator's event names it
         task = self.tasks.get(stop.tid)
         task.group_stopped = stop.kind == "group-stop"
+        if task.purger and (task.starting or stop.kind == "trap-stop"):
+            task.starting = False
+            self.purger.parked(task)   # it waits in this stop
+            return
         if stop.kind == "signal" and stop.value == signal.SIGBUS and self.bus.wants(Sigbus):
             self._emit_sigbus(task)
         if task.starting:
@@ -394,7 +405,6 @@ class Supervisor:
             self.native._check(spaces)
             for space in spaces:
                 space.ranges._check()
-                assert space.purge is None or space.purge.tid in (0, *space.tids), space.purge
         except AssertionError as exc:
             raise InvariantError(f"supervisor invariant broken: {exc}") from exc
 

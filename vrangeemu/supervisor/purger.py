@@ -12,6 +12,7 @@ import time
 from ..linux import procfs, ptrace
 from ..linux.errors import TaskGone
 from ..linux.process import pidfd_getfd
+from ..linux import stub
 from ..linux.syscalls import SYS_CLOSE, SYS_MADVISE, SYS_USERFAULTFD
 from ..linux.uffd import SigbusTrap
 from ..linux.procfs import PM_PRESENT
@@ -66,6 +67,8 @@ class Purger:
         self.bus, self.log = bus, log
         self.purged_access, self.fault = purged_access, fault
         self.pressure = None   # the pressure source, for the usage in Purge events
+        self.use_purger = fault != "no-purger"   # purge through a thread of our own
+        tasks.on_task_left.append(self.retire)
 
     # --- requests --------------------------------------------------------------------
     def purge_all(self, why="signal"):
@@ -106,9 +109,18 @@ class Purger:
         return True
 
     def request(self, space, runs, why):
-        """Interrupt one thread of `space`; `run_at_stop` discards `runs` when
-        it stops."""
-        for tid in self._stoppable(space):
+        """Discard `runs` of `space`: at once through its parked purger
+        thread, else when the thread interrupted now stops (`run_at_stop`)."""
+        purger = space.purger
+        if purger is not None and purger.parked:
+            space.purge = PurgeRequest(runs, why, purger.tid, time.monotonic())
+            try:
+                self.run_at_stop(purger)
+            except TaskGone:
+                pass   # its exit is recorded, or still to come
+            return
+        candidates = [purger.tid] if purger is not None else self._stoppable(space)
+        for tid in candidates:
             try:
                 ptrace.interrupt(tid)
             except TaskGone:
@@ -122,8 +134,9 @@ class Purger:
         pthread_exit) nor a vfork parent (it stops only once its child is
         gone, and /proc may still show it runnable)."""
         rank = {"R": 0, "S": 0, "t": 1, "T": 1, "D": 2}
-        states = {tid: procfs.task_state(tid) for tid in space.tids
-                  if not self.tasks.get(tid).starting and not self.tasks.get(tid).in_vfork}
+        tasks = [self.tasks.get(tid) for tid in space.tids]
+        states = {t.tid: procfs.task_state(t.tid) for t in tasks
+                  if not t.starting and not t.in_vfork}
         return sorted((tid for tid, st in states.items() if st in rank),
                       key=lambda tid: (rank[states[tid]], tid))
 
@@ -186,13 +199,18 @@ class Purger:
         if not plan:
             return
         madvise = [(SYS_MADVISE, (start, end - start, mmap.MADV_DONTNEED)) for start, end in plan]
+        if task.purger and not task.named:   # as `ps -L` and /proc show it
+            task.named = True
+            madvise.insert(0, (stub.SYS_PRCTL, (stub.PR_SET_NAME, space.stub + stub.NAME)))
         gone = None
         try:
             with self.remote.session(task) as session:
                 if self.purged_access == "sigbus" and space.trap is None:
                     self._make_trap(session, space)
                 trapped = self._trap_runs(space, plan)
-                results = session.run(madvise)
+                results = session.run(madvise)[len(madvise) - len(plan):]
+                if space.purger is None and not task.purger and self.use_purger:
+                    self._start_purger(session, task)
         except TaskGone as exc:
             gone, results = exc, exc.results
             trapped = space.trap not in (None, NO_TRAP)
@@ -254,6 +272,50 @@ class Purger:
                 else:
                     runs.append((page, page + 4096))
         return runs
+
+    def _start_purger(self, session, task):
+        """Make the thread later purges go through (see linux/stub.py) and
+        wait for its first stop: it stays parked there, ready."""
+        try:
+            child = session.start_purger()
+        except InjectionFailed as exc:
+            self.log(f"no purger thread in {task.space.tgid}: {exc}")
+            self.use_purger = False
+            return
+        if not self.tasks.adopt_purger(task, child):
+            stop = self.remote.stops.wait_for(child)   # at once: it is new
+            if stop.ended:
+                self.tasks.exited(stop)
+                return
+        purger = self.tasks.get(child)
+        purger.starting, purger.parked = False, True
+        self.log(f"purger thread {child} started in {task.space.tgid}")
+
+    def parked(self, purger):
+        """The purger thread stopped for us (interrupted): keep it there,
+        purge if asked to, or let it go if the program is gone."""
+        purger.parked = True
+        if self.due(purger):
+            self.run_at_stop(purger)
+        self.retire(purger.space)
+
+    def retire(self, space):
+        """The program's own threads are gone: let its purger thread exit
+        (exit, not exit_group: the process ends with its last thread's status)."""
+        purger = space.purger
+        if purger is None or not self.tasks.program_gone(space):
+            return
+        try:
+            if not purger.parked:
+                ptrace.interrupt(purger.tid)
+                return   # retired at its stop
+            regs = ptrace.getregs(purger.tid)
+            regs.rip, regs.rax, regs.rdi, regs.orig_rax = space.stub, stub.SYS_EXIT, 0, (1 << 64) - 1
+            ptrace.setregs(purger.tid, regs)
+            purger.parked = False
+            ptrace.cont(purger.tid)
+        except TaskGone:
+            pass
 
     def _make_trap(self, session, space):
         """Create the userfaultfd that makes purged pages raise SIGBUS: made in

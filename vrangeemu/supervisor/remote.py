@@ -116,6 +116,35 @@ class Session:
                 self.held.append(stop.value)
         raise InjectionFailed(f"thread {tid} did not run its injected syscall")
 
+    def start_purger(self):
+        """clone() a purger thread from the stub (stub.CLONE_ENTRY); its tid.
+        It parks in pause() with every signal blocked (it inherits the
+        session's mask)."""
+        tid, child, entered = self.task.tid, 0, False
+        self._load(self._stub + stub.CLONE_ENTRY, stub.SYS_CLONE,
+                   (stub.CLONE_THREAD_FLAGS, 0, 0, 0, 0))
+        for _ in range(MAX_STOPS):
+            ptrace.syscall(tid)
+            stop = self._remote.stops.wait_for(tid)
+            if stop.ended:
+                raise _Died(stop, [])
+            self._left_signal_path = True
+            if stop.kind == "event" and stop.value == ptrace.EVENT_CLONE:
+                child = ptrace.eventmsg(tid)
+            elif stop.kind == "event":   # an exec by another thread
+                self._remote.stops.put_back(stop)
+                raise TaskGone(tid, "exec during a remote syscall")
+            elif stop.kind == "syscall" and entered:
+                result = ctypes.c_int64(ptrace.getregs(tid).rax).value
+                if result < 0 or not child:
+                    raise InjectionFailed(f"clone of a purger thread in {tid}: errno {-result}")
+                return child
+            elif stop.kind == "syscall":
+                entered = True
+            elif stop.kind == "signal":
+                self.held.append(stop.value)
+        raise InjectionFailed(f"thread {tid} did not run its injected clone")
+
     def step_at(self, insn, nr, args):
         """Run one syscall by single-stepping over the `syscall` at `insn`
         (only to map the stub: the one moment a trap flag is set)."""

@@ -20,13 +20,18 @@ class Task:
     `group_stopped`: held in a job-control stop with PTRACE_LISTEN;
     `vfork_parent`: tid of the parent blocked until this vfork child execs or
     exits (0 if none); `in_vfork`: this task waits for its vfork child, so it
-    cannot stop for a purge."""
+    cannot stop for a purge; `purger`: the thread vrange-run made in the
+    program to purge through (remote.Session.start_purger); `parked`: that
+    thread waits in a ptrace stop, ready for the next purge."""
     tid: int
     space: object            # TracedSpace, None before the first exec
     starting: bool = True
     group_stopped: bool = False
     vfork_parent: int = 0
     in_vfork: bool = False
+    purger: bool = False
+    parked: bool = False
+    named: bool = False      # the purger thread has its name (stub.NAME_TEXT)
 
 
 class TracedSpace:
@@ -39,13 +44,14 @@ class TracedSpace:
     filter traps mlock & co), so VOLATILE skips the lock check; `slot`: its
     slot in the native loop's mirror (-1: none); `purge`: the pending
     purge.PurgeRequest or None; `stub`: address of the remote-syscall stub
-    page mapped into the program (0: none yet).  The model's fields read
-    through."""
-    __slots__ = ("model", "memory", "may_lock", "trap", "slot", "purge", "stub")
+    page mapped into the program (0: none yet); `purger`: the Task of its
+    purger thread, or None.  The model's fields read through."""
+    __slots__ = ("model", "memory", "may_lock", "trap", "slot", "purge", "stub", "purger")
 
     def __init__(self, model, memory, may_lock=True, stub=0):
         self.model, self.memory, self.may_lock = model, memory, may_lock
         self.trap, self.slot, self.purge, self.stub = None, -1, None, stub
+        self.purger = None
 
     tgid = property(lambda self: self.model.tgid)
     name = property(lambda self: self.model.name)
@@ -73,6 +79,7 @@ class TaskTable:
         self.bus, self.mirror, self.clock, self.log = bus, mirror, clock, log
         self.fork_inherit, self.locks_trapped = fork_inherit, locks_trapped
         self.on_space_end = []
+        self.on_task_left = []   # callbacks(space) when a task leaves a space that lives on
         self.tasks = {}          # tid -> Task
         self._spaces = {}        # id(TracedSpace) -> TracedSpace, in creation order
         self.unclaimed = set()   # tids whose initial stop came before their creator's event
@@ -139,6 +146,25 @@ class TaskTable:
             return True
         return False
 
+    def adopt_purger(self, parent, tid):
+        """The purger thread `parent` just cloned into its space (no Clone
+        event: it is vrange-run's, not the program's).  True if its initial
+        stop was already seen."""
+        task = Task(tid, None, purger=True)
+        self._join(task, parent.space)
+        self.tasks[tid] = task
+        if tid in self.unclaimed:
+            self.unclaimed.discard(tid)
+            task.starting = False
+            return True
+        return False
+
+    def program_gone(self, space):
+        """True if only the purger thread of `space` is left running: every
+        other task is gone or a zombie (a leader after pthread_exit is
+        reported only once all threads have ended)."""
+        return all(procfs.task_state(tid) in ("Z", "X", "") for tid in space.tids)
+
     def exec(self, task, former_tid):
         """`task` runs a new image: it leaves its old space (which a vfork
         parent may still use) for a fresh one with no volatile ranges.
@@ -162,7 +188,10 @@ class TaskTable:
         return space
 
     def _join(self, task, space):
-        space.tids.add(task.tid)
+        if task.purger:   # ours, not the program's: not among its tids
+            space.purger = task
+        else:
+            space.tids.add(task.tid)
         task.space = space
         self.mirror.bind(task.tid, space)
 
@@ -210,12 +239,19 @@ class TaskTable:
 
     def _leave(self, task):
         space = task.space
-        space.tids.discard(task.tid)
         task.space = None
         self.mirror.unbind(task.tid)
+        if task.purger:
+            space.purger = None
+            return
+        space.tids.discard(task.tid)
         if space.tids:
+            for callback in self.on_task_left:
+                callback(space)
             return
         del self._spaces[id(space)]
+        if space.purger is not None:   # dying with the process: its exit comes later
+            space.purger.space, space.purger = None, None
         for callback in self.on_space_end:
             callback(space)
         self.mirror.drop(space)
@@ -234,11 +270,18 @@ class TaskTable:
             assert tid not in self.unclaimed, tid
             if task.space is not None:
                 assert id(task.space) in self._spaces, (tid, task.space)
-                assert tid in task.space.tids, (tid, task.space)
+                if task.purger:
+                    assert task.space.purger is task and tid not in task.space.tids, task
+                else:
+                    assert tid in task.space.tids, (tid, task.space)
         for space in self._spaces.values():
             assert space.tids, space
             for tid in space.tids:
                 assert tid in self.tasks and self.tasks[tid].space is space, (tid, space)
             request = space.purge
             if request is not None and request.tid:
-                assert request.tid in space.tids, (request, space)
+                assert request.tid in space.tids or (
+                    space.purger is not None and request.tid == space.purger.tid), (request, space)
+            if space.purger is not None:
+                assert space.purger.purger and self.tasks.get(space.purger.tid) is space.purger
+                assert space.purger.space is space, space
