@@ -212,6 +212,12 @@ class Supervisor:
 
     def _on_signals(self):
         """Called when the signalfd is readable: SIGCHLD, SIGUSR1, forwarded ones."""
+        self._take_signals()
+        self._drain_stops()
+
+    def _take_signals(self):
+        """Act on the pending signals (a purge request, forwarding); the
+        ptrace stops their SIGCHLD announces are left to _drain_stops."""
         for signo, code, _ in self.sigfd.read():
             if signo == signal.SIGUSR1:
                 self.log("SIGUSR1: purging every volatile range")
@@ -220,7 +226,6 @@ class Supervisor:
                 # A tty signal already reached the whole foreground group.
                 if self.tasks.main_pid in self.tasks:
                     os.kill(self.tasks.main_pid, signo)
-        self._drain_stops()
 
     def _await_purges(self):
         """Run the requested purges before serving any further call, so a purge
@@ -283,7 +288,11 @@ class Supervisor:
         """ptrace trap mode: the task is stopped at its vrange call; the real
         syscall is always skipped (before the first exec it fails ENOSYS).
         Returns the signal to resume it with."""
-        if self.purger.due(task):
+        # Signals first, as in the loop: this call is served inside
+        # _drain_stops, and a SIGUSR1 the program sent before making it is
+        # pending now (kill() returns once it is) but may not have been read.
+        self._take_signals()
+        if self.purger.due_before_call(task):
             return self.purger.run_before_call(task, self.profile.nr)
         regs = ptrace.getregs(task.tid)
         args = [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9]
