@@ -20,6 +20,8 @@
  *   fork-pin R           fork a child that re-pins its copy of R and keeps it
  *                        (COW-shared with us) until we exit
  *   purge                SIGUSR1 to vrange-run, then a barrier call
+ *   sleeper              start a thread that sleeps in read() until we exit (it is
+ *                        running when the command returns)
  *   int80 R OFF N        VOLATILE through the 32-bit entry (int $0x80): its arch
  *                        is i386, which the filter must not trap
  *   touch R OFF          read one byte of page OFF: "touched R OFF value=V"
@@ -28,6 +30,7 @@
  *
  * Each vrange call prints: "ret=R errno=E purged=P" (purged -1 if untouched).
  */
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -72,6 +75,17 @@ static void report(long ret, int purged)
 static uint64_t pattern(unsigned seed, size_t page, size_t word)
 {
     return ((uint64_t)seed << 40) ^ (page * 0x9E3779B97F4A7C15ull) ^ (word + 1);
+}
+
+static int sleeper_pipes[2][2];   /* [0]: "started", [1]: never written */
+
+static void *sleep_in_read(void *unused)
+{
+    char c;
+    (void)unused;
+    (void)!write(sleeper_pipes[0][1], "s", 1);
+    (void)!read(sleeper_pipes[1][0], &c, 1);   /* sleeps until we exit */
+    return NULL;
 }
 
 static long rss_kb(void)
@@ -193,6 +207,13 @@ int main(void)
             int p;
             call((unsigned long)barrier, PAGE, VRANGE_NONVOLATILE, 0, &p);
             printf("purged\n");
+        } else if (!strcmp(op, "sleeper")) {
+            pthread_t thread;
+            char c;
+            if (pipe(sleeper_pipes[0]) || pipe(sleeper_pipes[1]) ||
+                pthread_create(&thread, NULL, sleep_in_read, NULL) ||
+                read(sleeper_pipes[0][0], &c, 1) != 1)
+                return 6;
         } else if (!strcmp(op, "fork-pin") && scanf("%3s", name) == 1) {
             int ready[2], hold[2];
             if (pipe(ready) || pipe(hold))

@@ -4,12 +4,14 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
 
 from conftest import ABIS, VRANGE_RUN, vrange_run
 from helpers import spawned
+from vrangeemu.observe import trace
 
 PAGE = 4096
 BIG = 4096   # pages: 16 MiB
@@ -27,6 +29,46 @@ def test_purge_discards_volatile_pages_only(script, abi, trap):
     assert (last["ret"] if abi == "v7" else last["purged"]) == 1
     assert out.checks["A"] == dict(good=0, zero=BIG, bad=0)           # data gone
     assert out.checks["B"] == dict(good=256, zero=0, bad=0)           # pinned data intact
+
+
+# vrange-run whose every PTRACE_CONT is followed by 50 ms of doing nothing:
+# a supervisor slow (as under load) to look at its signalfd again after
+# resuming a task from its call, while the program runs on.
+SLOW_AFTER_CONT = """
+import sys, time
+from vrangeemu.cli import main
+from vrangeemu.linux import ptrace
+cont = ptrace.cont
+def slow_cont(tid, sig=0):
+    cont(tid, sig)
+    time.sleep(0.05)
+ptrace.cont = slow_cont
+sys.exit(main())
+"""
+
+
+@pytest.mark.parametrize("threads", ["one", "with-a-sleeper"])
+def test_ptrace_purge_lands_before_a_call_that_traps_before_sigusr1_is_read(build, tmp_path,
+                                                                            threads):
+    """Issue 12: in --trap ptrace the call is served where its stop is
+    reaped.  After the VOLATILE call is answered the supervisor is slow to
+    come back; the program meanwhile sends SIGUSR1 and makes the barrier call,
+    whose stop is reaped before the signalfd is read.  The purge must still
+    land before that call is answered, also when the thread interrupted for
+    it is another one (a thread asleep in read() is the first choice)."""
+    trace_path = tmp_path / "t.jsonl"
+    sleeper = "sleeper\n" if threads == "with-a-sleeper" else ""
+    proc = subprocess.run(
+        [sys.executable, "-c", SLOW_AFTER_CONT, "--trap", "ptrace", "--trace", trace_path,
+         build("vrange_script")],
+        input=f"{sleeper}map A 16 anon\nfill A 1\nvol A 0 16\npurge\nnonvol A 0 16\n",
+        capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == f"ret={16 * PAGE} errno=0 purged=1", proc.stdout
+    events = trace.read(trace_path)
+    (purge,) = [e for e in events if e["ev"] == "purge"]
+    (barrier,) = [e for e in events if e["ev"] == "call" and e["len"] == PAGE]
+    assert purge["bytes"] == 16 * PAGE and purge["t"] < barrier["t"]
 
 
 def test_purge_skips_pages_never_touched(script):

@@ -216,7 +216,8 @@ class Supervisor:
         self._drain_stops()
 
     def _take_signals(self):
-        """Act on the pending signals (a purge for SIGUSR1), stops aside."""
+        """Act on the pending signals (a purge request, forwarding); the
+        ptrace stops their SIGCHLD announces are left to _drain_stops."""
         for signo, code, _ in self.sigfd.read():
             if signo == signal.SIGUSR1:
                 self.log("SIGUSR1: purging every volatile range")
@@ -287,10 +288,11 @@ class Supervisor:
         """ptrace trap mode: the task is stopped at its vrange call; the real
         syscall is always skipped (before the first exec it fails ENOSYS).
         Returns the signal to resume it with."""
-        # A purge asked for before this call comes first, even when this stop
-        # was reaped before the signalfd was read.
+        # Signals first, as in the loop: this call is served inside
+        # _drain_stops, and a SIGUSR1 the program sent before making it is
+        # pending now (kill() returns once it is) but may not have been read.
         self._take_signals()
-        if self.purger.due(task):
+        if self.purger.due_before_call(task):
             return self.purger.run_before_call(task, self.profile.nr)
         regs = ptrace.getregs(task.tid)
         args = [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9]

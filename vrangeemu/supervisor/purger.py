@@ -145,6 +145,13 @@ class Purger:
         request = task.space.purge if task.space is not None else None
         return request is not None and request.tid == task.tid
 
+    def due_before_call(self, task):
+        """True if a purge requested of this task's space is still to be done
+        when the task traps a call (ptrace trap mode): it lands before the
+        call, whichever thread was interrupted for it (that one then finds
+        nothing to do at its stop)."""
+        return task.space is not None and task.space.purge is not None
+
     def deadlines(self, now):
         """Deadlines of the requests calls still wait for."""
         return [sp.purge.deadline for sp in self.tasks.spaces()
