@@ -216,7 +216,7 @@ class Purger:
                     self._make_trap(session, space)
                 trapped = self._trap_runs(space, plan)
                 results = session.run(madvise)[len(madvise) - len(plan):]
-                if space.purger is None and not task.purger and self.use_purger:
+                if space.purger is None and not task.purger and session.has_stub and self.use_purger:
                     self._start_purger(session, task)
         except TaskGone as exc:
             gone, results = exc, exc.results
@@ -287,7 +287,6 @@ class Purger:
             child = session.start_purger()
         except InjectionFailed as exc:
             self.log(f"no purger thread in {task.space.tgid}: {exc}")
-            self.use_purger = False
             return
         if not self.tasks.adopt_purger(task, child):
             stop = self.remote.stops.wait_for(child)   # at once: it is new

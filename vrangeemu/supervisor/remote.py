@@ -69,20 +69,33 @@ class Session:
         self._siginfo = ptrace.getsiginfo(tid)
         self._mask = ptrace.getsigmask(tid)
         try:
-            self._stub = self._remote.stub_of(self, self.task)
-            # Written first: from here on a thread left alone finds its way back.
-            self.task.space.memory.write(self._stub + stub.SAVE,
-                                         stub.save_area(self._saved, self._mask))
+            try:
+                self._stub = self._remote.stub_of(self, self.task)
+                # Written first: from here on a thread left alone finds its way back.
+                self.task.space.memory.write(self._stub + stub.SAVE,
+                                             stub.save_area(self._saved, self._mask))
+            except OSError:
+                # No page to be had (the program is at its memory limit):
+                # single-step at a `syscall` of its own instead.
+                self._stub = None
+                self._insn = self._remote.syscall_insn(self)
         except BaseException:
             self._restore()
             raise
         return self
+
+    @property
+    def has_stub(self):
+        return self._stub is not None
 
     def run(self, calls):
         """Run [(nr, (a0, a1, ...)), ...] one by one; each result (negative
         errno on failure), in order."""
         results = []
         for nr, args in calls:
+            if self._stub is None:
+                results.append(self.step_at(self._insn, nr, args, results))
+                continue
             self._load(self._stub, nr, args)
             results.append(self._through_syscall(results))
         return results
@@ -120,6 +133,8 @@ class Session:
         """clone() a purger thread from the stub (stub.CLONE_ENTRY); its tid.
         It parks in pause() with every signal blocked (it inherits the
         session's mask)."""
+        if self._stub is None:
+            raise InjectionFailed("no stub page")
         tid, child, entered = self.task.tid, 0, False
         self._load(self._stub + stub.CLONE_ENTRY, stub.SYS_CLONE,
                    (stub.CLONE_THREAD_FLAGS, 0, 0, 0, 0))
@@ -145,14 +160,15 @@ class Session:
                 self.held.append(stop.value)
         raise InjectionFailed(f"thread {tid} did not run its injected clone")
 
-    def step_at(self, insn, nr, args):
-        """Run one syscall by single-stepping over the `syscall` at `insn`
-        (only to map the stub: the one moment a trap flag is set)."""
+    def step_at(self, insn, nr, args, results=()):
+        """Run one syscall by single-stepping over the `syscall` at `insn`:
+        to map the stub, or where no stub page can be had (a trap flag is
+        set only then)."""
         self._load(insn, nr, args)
         tid = self.task.tid
         for _ in range(MAX_STOPS):
             ptrace.singlestep(tid)
-            stop = self._wait([])
+            stop = self._wait(list(results))
             if stop.kind != "signal":
                 continue   # a late PTRACE_INTERRUPT trap: step again
             after = ptrace.getregs(tid)
@@ -214,15 +230,22 @@ class RemoteSyscalls:
         with self.session(task) as s:
             return s.run(calls)
 
+    def syscall_insn(self, session):
+        """A `syscall` instruction of the program's own (vDSO, libc, or the
+        one the stopped thread was in)."""
+        task = session.task
+        insn = task.space.memory.syscall_insn(task.tid) or syscall_insn_for(session._saved)
+        if insn is None:
+            raise InjectionFailed(f"no syscall instruction found in {task.space.tgid}")
+        return insn
+
     def stub_of(self, session, task):
         """The address of the stub in `task`'s space, mapped now if it is
         missing (first use, or the program unmapped or replaced it)."""
         space = task.space
         if space.stub and space.memory.read(space.stub, len(stub.CODE)) == stub.CODE:
             return space.stub
-        insn = space.memory.syscall_insn(task.tid) or syscall_insn_for(session._saved)
-        if insn is None:
-            raise InjectionFailed(f"no syscall instruction found in {space.tgid}")
+        insn = self.syscall_insn(session)
         addr = session.step_at(insn, SYS_MMAP, (0, stub.PAGE, mmap.PROT_READ | mmap.PROT_EXEC,
                                                  mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0))
         if addr < 0:
