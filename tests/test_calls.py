@@ -94,3 +94,15 @@ def test_refused_call_counts_as_an_error_and_changes_nothing():
     assert answer.error == errno.EINVAL
     answer.commit()
     assert not sp.ranges and (sp.stats.calls, sp.stats.errors) == (1, 1)
+
+
+def test_only_an_answered_nonvolatile_ends_a_trap_and_only_over_what_it_processed():
+    # Answer.repinned: the span whose SIGBUS trap Purger.unpin ends before
+    # the answer is sent, purged pages there or not.
+    sp = space(hi=0x10000 + 2 * P)
+    volatile = serve(sp, NATIVE, [0x10000, 2 * P, 1, 0, 0, 0], writer())
+    assert volatile.repinned is None
+    repin = serve(sp, NATIVE, [0x10000, 2 * P, 0, 0, 0, 0], writer())
+    assert repin.repinned == (0x10000, 0x10000 + 2 * P) and repin.repinned_purged is None
+    unmapped = serve(sp, NATIVE, [0x10000, 4 * P, 0, 0, 0, 0], writer())
+    assert unmapped.error == errno.ENOMEM and unmapped.repinned is None

@@ -3,13 +3,16 @@
  * A call the model would answer with "done, nothing purged" needs no
  * policy: the arguments are valid, the range is private anonymous memory,
  * VOLATILE finds no locked mapping (the space never locked memory) and
- * NONVOLATILE meets no purged page.  Such calls are answered here and
+ * NONVOLATILE meets no purged page and no span of the SIGBUS trap (which
+ * Python must end before answering).  Such calls are answered here and
  * logged; Python applies the log to its model (calls.apply) as soon as the
  * loop returns, before anything else reads the model.  Every other call is
  * handed back unanswered, so Python decides exactly as before.
  *
  * State mirrored from Python, per address space ("slot"): the maps fd for
- * PROCMAP_QUERY, whether VOLATILE must check locks, and the purged runs.
+ * PROCMAP_QUERY, whether VOLATILE must check locks, and the runs where
+ * NONVOLATILE needs Python ("purged": purged pages and trapped spans,
+ * model/trap.py repin_checked).
  * Calls that lock memory (trapped by the filter, see vrnative.c) are let
  * through here and logged, setting the slot's lock check first.
  */

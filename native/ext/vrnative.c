@@ -346,6 +346,37 @@ int vr_uffd_unregister(int ufd, uint64_t start, uint64_t len)
     return ioctl(ufd, UFFDIO_UNREGISTER, &range) ? -errno : 0;
 }
 
+/* Map the zero page at every missing page of the `n` (start, end) runs of
+ * `runs`, which lie in registered spans: a read then gives zeros and a write
+ * an ordinary copy-on-write fault, not SIGBUS.  Pages already present (the
+ * program touched them meanwhile: EEXIST) are left alone.  Returns the
+ * number of pages filled, or -errno at the first other failure. */
+int vr_uffd_zeropage(int ufd, const uint64_t *runs, int n)
+{
+    int filled = 0;
+    for (int i = 0; i < n; i++) {
+        uint64_t at = runs[2 * i], end = runs[2 * i + 1];
+        while (at < end) {
+            struct uffdio_zeropage zp = {
+                .range = { at, end - at }, .mode = UFFDIO_ZEROPAGE_MODE_DONTWAKE,
+            };
+            if (!ioctl(ufd, UFFDIO_ZEROPAGE, &zp)) {
+                filled += (int)((end - at) >> 12);
+                break;
+            }
+            if (zp.zeropage > 0) {            /* EAGAIN: stopped at a present page */
+                filled += (int)((uint64_t)zp.zeropage >> 12);
+                at += (uint64_t)zp.zeropage;
+            } else if (zp.zeropage == -EEXIST) {
+                at += 4096;                   /* that page is present: skip it */
+            } else {
+                return zp.zeropage < 0 ? (int)zp.zeropage : -errno;
+            }
+        }
+    }
+    return filled;
+}
+
 /* Call visit(ctx, address, entry) for each page of [start, end), reading
  * the pagemap in 64 Ki-entry chunks.  Stops early (returning its value) if
  * visit returns non-zero; returns 0 when done, -errno on a read error. */
@@ -440,6 +471,66 @@ struct vr_page_region { uint64_t start, end, categories; };
 #define VR_PAGEMAP_SCAN _IOWR('f', 16, struct vr_pm_scan_arg)
 #define VR_PAGE_IS_PRESENT (1 << 3)
 #define VR_PAGE_IS_PFNZERO (1 << 5)
+
+static int visit_missing(void *ctx, uint64_t addr, uint64_t entry)
+{
+    struct runs *r = ctx;
+    int missing = !(entry >> 63);
+    if (missing && !r->open) {
+        r->open = 1;
+        r->open_at = addr;
+    } else if (!missing && r->open) {
+        r->open = 0;
+        return add_run(r, r->open_at, addr);
+    }
+    return 0;
+}
+
+/* Runs of mapped pages in [start, end) that are not present (never touched,
+ * or discarded), by PAGEMAP_SCAN (Linux 6.7+) or else by reading the
+ * pagemap.  Unmapped addresses are left out by PAGEMAP_SCAN only: pass a
+ * range that is mapped.  Writes up to `max_runs` (start, end) pairs to
+ * `out`; returns the number of runs, or -errno. */
+int vr_missing_runs(int pagemap_fd, uint64_t start, uint64_t end, uint64_t *out, int max_runs)
+{
+    struct vr_page_region vec[256];
+    int n = 0;
+    uint64_t at = start;
+    while (at < end) {
+        struct vr_pm_scan_arg arg = {
+            .size = sizeof arg, .start = at, .end = end,
+            .vec = (uint64_t)(uintptr_t)vec, .vec_len = 256,
+            .category_mask = VR_PAGE_IS_PRESENT,
+            .category_inverted = VR_PAGE_IS_PRESENT,
+            .return_mask = VR_PAGE_IS_PRESENT,
+        };
+        int got = ioctl(pagemap_fd, VR_PAGEMAP_SCAN, &arg);
+        if (got < 0 && (errno == ENOTTY || errno == EINVAL) && at == start) {
+            struct runs r = { out, max_runs, 0, 0, 0 };
+            int rc = scan_pagemap(pagemap_fd, start, end, visit_missing, &r);
+            if (!rc && r.open)
+                rc = add_run(&r, r.open_at, end);
+            return rc ? rc : r.n;
+        }
+        if (got < 0)
+            return -errno;
+        for (int i = 0; i < got; i++) {
+            if (n && out[2 * n - 1] == vec[i].start) {   /* split at a chunk edge */
+                out[2 * n - 1] = vec[i].end;
+                continue;
+            }
+            if (n == max_runs)
+                return -ENOBUFS;
+            out[2 * n] = vec[i].start;
+            out[2 * n + 1] = vec[i].end;
+            n++;
+        }
+        if (arg.walk_end <= at)
+            return -EIO;
+        at = arg.walk_end;
+    }
+    return n;
+}
 
 /* Runs of resident pages in [start, end), the zero page left out, found by
  * the kernel's page-table walk: ~10x faster than reading the pagemap, but

@@ -56,6 +56,7 @@ int vr_pidfd_getfd(int pid, int fd);
 int vr_uffd_enable_sigbus(int ufd);
 int vr_uffd_register(int ufd, uint64_t start, uint64_t len);
 int vr_uffd_unregister(int ufd, uint64_t start, uint64_t len);
+int vr_uffd_zeropage(int ufd, const uint64_t *runs, int n);
 int vr_discardable_runs(int pagemap_fd, uint64_t start, uint64_t end, uint64_t *out,
                         int max_runs);
 int vr_shared_pages(int pagemap_fd, uint64_t start, uint64_t end, uint64_t *out, int max);
@@ -113,3 +114,5 @@ int vr_fast_serve(const struct vr_fast_profile *p, int listener, const int *fds,
                   int *nops, struct seccomp_notif *slow);
 int vr_resident_runs(int pagemap_fd, uint64_t start, uint64_t end, uint64_t *out,
                      int max_runs);
+int vr_missing_runs(int pagemap_fd, uint64_t start, uint64_t end, uint64_t *out,
+                    int max_runs);

@@ -6,7 +6,7 @@
  *
  *   map R PAGES KIND     KIND: anon | anon32 (below 4 GiB) | shared | file | ro |
  *                        locked (mlock after mmap) | maplocked (mmap MAP_LOCKED)
- *   fill R SEED          write a pattern derived from SEED into every page
+ *   fill R SEED [OFF N]  write a pattern derived from SEED into every page (or OFF..OFF+N)
  *   check R SEED [OFF N] print "check R good=G zero=Z bad=B" (pages; all or OFF..OFF+N)
  *   vol R OFF N [ARG]    mark volatile (ARG: flags / behavior, default 0)
  *   nonvol R OFF N       mark nonvolatile
@@ -14,6 +14,7 @@
  *                        an absolute address); numbers in any C base
  *   badptr vol|nonvol R OFF N   call with a read-only `purged` pointer
  *   unmap R OFF N        punch a hole
+ *   dontneed R OFF N     madvise(MADV_DONTNEED): the program frees pages itself
  *   mlock R OFF N
  *   mlockall             mlockall(MCL_CURRENT | MCL_FUTURE)
  *   munlockall
@@ -132,7 +133,12 @@ int main(void)
         } else if (!strcmp(op, "fill") && scanf("%3s %ld", name, &arg) == 2) {
             r = name[0] - 'A';
             uint64_t *w = (uint64_t *)region[r];
-            for (size_t p = 0; p < region_pages[r]; p++)
+            size_t first = 0, last = region_pages[r];
+            if (scanf(" %zu %zu", &off, &n) == 2) {
+                first = off;
+                last = off + n;
+            }
+            for (size_t p = first; p < last; p++)
                 for (size_t i = 0; i < PAGE / 8; i++)
                     w[p * PAGE / 8 + i] = pattern((unsigned)arg, p, i);
         } else if (!strcmp(op, "check") && scanf("%3s %ld", name, &arg) == 2) {
@@ -190,6 +196,10 @@ int main(void)
         } else if (!strcmp(op, "unmap") && scanf("%3s %zu %zu", name, &off, &n) == 3) {
             r = name[0] - 'A';
             munmap(region[r] + off * PAGE, n * PAGE);
+        } else if (!strcmp(op, "dontneed") && scanf("%3s %zu %zu", name, &off, &n) == 3) {
+            r = name[0] - 'A';
+            if (madvise(region[r] + off * PAGE, n * PAGE, MADV_DONTNEED))
+                return 4;
         } else if (!strcmp(op, "mlock") && scanf("%3s %zu %zu", name, &off, &n) == 3) {
             r = name[0] - 'A';
             if (mlock(region[r] + off * PAGE, n * PAGE))

@@ -254,6 +254,52 @@ def test_only_purged_pages_trap_and_repinning_part_ends_the_trap_there(build):
     assert touched[1:] == ["touched A 0 value=0"]          # page 2 never printed: SIGBUS
 
 
+def test_purging_alternating_pages_splits_no_mapping_per_page(build):
+    # 40000 resident pages alternating with never-touched ones, all volatile,
+    # purged: 40000 runs.  A trap registered per run split the mapping per
+    # run, up to vm.max_map_count (65531 mappings), and then 98 of 100 small
+    # mmap()s failed with ENOMEM.  Whole ranges are trapped instead.
+    proc = vrange_run(build("purge_alternating_pages_keeps_mappings"), 80000, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    counts = dict(re.findall(r"(\w+)=(-?\d+)", proc.stdout))
+    before, after = int(counts["before"]), int(counts["purged"])
+    assert after - before <= 3, proc.stdout         # a small constant, not ~N
+    assert counts["mmap_failed"] == "0", proc.stdout
+    assert counts["was_purged"] == "1", proc.stdout
+    assert int(counts["repinned"]) == before, proc.stdout   # re-pinned: merged back
+
+
+@pytest.mark.parametrize("trap", ["notify", "ptrace"])
+def test_untouched_page_of_a_purged_range_reads_zero_and_a_purged_page_faults(build, trap):
+    # Pages 0..3 written and purged, 4..7 never touched; the whole range is
+    # volatile and trapped.  Untouched pages read zero, take a write and a
+    # syscall, as under the patches; a purged page still raises SIGBUS.
+    proc = vrange_run("--trap", trap, build("vrange_script"),
+                      input="map A 8 anon\nfill A 1 0 4\nvol A 0 8\npurge\ntouch A 5\n"
+                            "fill A 2 6 1\ncheck A 2 6 1\nsysread A 7\ntouch A 1\n", timeout=30)
+    assert proc.returncode == 128 + signal.SIGBUS, (proc.stdout, proc.stderr)
+    lines = [line for line in proc.stdout.splitlines()
+             if line.startswith(("touched", "check", "ret=64"))]
+    assert lines == ["touched A 5 value=0", "check A good=1 zero=0 bad=0",
+                     "ret=64 errno=0 purged=-1"]             # page 1 never printed: SIGBUS
+
+
+def test_repinning_unpurged_pages_of_a_trapped_range_ends_their_trap(build):
+    # Pages 6..7 of the trapped range were never touched, so never purged;
+    # re-pinned, they are ordinary memory again (the native loop must hand
+    # that call back to end their trap): used, then freed by the program
+    # itself as an allocator does, they read as zeros, not SIGBUS.  The rest
+    # of the range stays trapped.
+    proc = vrange_run(build("vrange_script"),
+                      input="map A 8 anon\nfill A 1 0 6\nvol A 0 8\npurge\nnonvol A 6 2\n"
+                            "fill A 1 6 2\ndontneed A 6 2\ntouch A 6\ntouch A 2\n",
+                      timeout=30)
+    assert proc.returncode == 128 + signal.SIGBUS, (proc.stdout, proc.stderr)
+    assert "ret=8192 errno=0 purged=0" in proc.stdout
+    touched = [line for line in proc.stdout.splitlines() if line.startswith("touched")]
+    assert touched == ["touched A 6 value=0"]               # page 2 never printed: SIGBUS
+
+
 def test_purges_while_a_timer_signal_fires_every_millisecond(build):
     proc = vrange_run(build("purge_amid_signals_and_exit"), "signals", timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -9,8 +9,9 @@ read stale.  Calls that need a decision come back unanswered and take the
 Python path.
 
 C keeps, per address space ("slot"): the /proc maps fd for PROCMAP_QUERY,
-whether VOLATILE must check locks (the space's `may_lock`), and the purged
-runs (pushed by `sync_purged` whenever the purged set can have changed).
+whether VOLATILE must check locks (the space's `may_lock`), and the runs
+where a NONVOLATILE must be handed back: purged pages and the spans of the
+SIGBUS trap (pushed by `sync_purged` whenever either can have changed).
 What was pushed is remembered here too, for the supervisor's invariant check.
 """
 import math
@@ -20,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from .._native import ffi, lib
 from ..abi import USER_SPACE_END
+from ..model.trap import repin_checked
 from .errors import check
 
 MAX_OPS = 256   # calls served per batch before the log is applied
@@ -46,7 +48,7 @@ class FastLoop:
         self._nops = ffi.new("int *")
         self._slow = ffi.new("struct seccomp_notif *")
         self._spaces = {}       # slot -> space (a supervisor TracedSpace)
-        self.pushed = {}        # slot -> (maps fd, lock check, purged runs) as C has them
+        self.pushed = {}        # slot -> (maps fd, lock check, repin-checked runs) as C has them
         self._free = []         # slots to reuse
         self._next = 0
 
@@ -83,10 +85,11 @@ class FastLoop:
             self.pushed[space.slot] = (fd, True, runs)
 
     def sync_purged(self, space):
-        """Push the purged runs of `space` (after a purge or a re-pin of purged pages)."""
+        """Push the runs where a NONVOLATILE of `space` needs Python (purged
+        pages, trapped spans: model.trap.repin_checked) after a purge or a re-pin."""
         if space.slot < 0:
             return
-        runs = space.ranges.purged_intervals()
+        runs = repin_checked(space.ranges, space.trapped)
         flat = ffi.new("uint64_t[]", [x for run in runs for x in run] or [0])
         check(lib.vr_fast_set_purged(space.slot, flat, len(runs)), "vr_fast_set_purged")
         fd, lock_check, _ = self.pushed[space.slot]

@@ -10,6 +10,7 @@ import re
 
 from .._native import ffi, lib
 from ..model.vma import ANON, FILE, LOCKED, SHARED, SPECIAL, Vma
+from .errors import check
 
 PAGE_SHIFT = 12
 PM_PRESENT = 1 << 63
@@ -189,6 +190,25 @@ class ProcessMemory:
             if n in (-errno.ENOTTY, -errno.EINVAL):
                 self._has_scan = False
         return self.discardable(start, end)
+
+    def missing(self, start, end, chunk=1 << 15):
+        """[(start, end)] runs of [start, end), which must be mapped, whose
+        pages are not present (never touched, or discarded; the zero page
+        counts as present).  PAGEMAP_SCAN, or the pagemap before Linux 6.7;
+        `chunk` pages at a time, so a huge span needs no huge buffer.
+        Raises OSError if the pagemap cannot be read."""
+        out = ffi.new("uint64_t[]", 2 * (chunk // 2 + 1))
+        runs = []
+        for lo in range(start, end, chunk << PAGE_SHIFT):
+            hi = min(end, lo + (chunk << PAGE_SHIFT))
+            n = check(lib.vr_missing_runs(self._pagemap, lo, hi, out, chunk // 2 + 1),
+                      f"pagemap of {self.tgid}")
+            for i in range(n):
+                if runs and runs[-1][1] == out[2 * i]:   # across a chunk edge
+                    runs[-1] = (runs[-1][0], out[2 * i + 1])
+                else:
+                    runs.append((out[2 * i], out[2 * i + 1]))
+        return runs
 
     def shared_pages(self, start, end):
         """[(address, pfn)] of resident pages in [start, end) that are not

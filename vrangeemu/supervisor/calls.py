@@ -10,7 +10,7 @@ never applied twice.
 import errno
 from typing import Callable, NamedTuple, Optional
 
-from ..abi import VOLATILE, Call, Reply
+from ..abi import NONVOLATILE, VOLATILE, Call, Reply
 from ..model.vma import extent
 
 
@@ -24,6 +24,14 @@ class Answer(NamedTuple):
     # (start, end) the call changed, for what follows a call (--check-access).
     span: Optional[tuple] = None
     call: Optional[Call] = None           # the decoded call (None: not decoded)
+
+    @property
+    def repinned(self):
+        """(start, end) a successful NONVOLATILE re-pins, else None: its
+        SIGBUS trap must end before the answer arrives."""
+        if self.error or self.call is None or self.call.mode != NONVOLATILE:
+            return None
+        return self.span
 
 
 def serve(space, profile, args, write_purged):

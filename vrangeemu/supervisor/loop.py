@@ -268,8 +268,8 @@ class Supervisor:
                 return errno.ESRCH
             return write_i32(tid, addr, value)
         answer = self._serve(space, tid, args, write_purged)
-        if answer.repinned_purged:
-            self.purger.unpin(space, answer.repinned_purged)
+        if answer.repinned:
+            self.purger.unpin(space, answer.repinned)
         if self.listener.send(notif_id, answer.value, answer.error) and answer.commit:
             answer.commit()
             if answer.repinned_purged:
@@ -301,8 +301,8 @@ class Supervisor:
         else:
             answer = self._serve(task.space, task.tid, args,
                                  lambda addr, value: write_i32(task.tid, addr, value))
-            if answer.repinned_purged:
-                self.purger.unpin(task.space, answer.repinned_purged)
+            if answer.repinned:
+                self.purger.unpin(task.space, answer.repinned)
         regs.orig_rax = (1 << 64) - 1   # skip the real syscall; rax is the result
         regs.rax = (answer.value if not answer.error else -answer.error) & ((1 << 64) - 1)
         ptrace.setregs(task.tid, regs)
@@ -400,13 +400,15 @@ class Supervisor:
     def _check(self):
         """The supervisor's invariants (VRANGEEMU_CHECK=1, after every loop
         turn): tasks against spaces and pending purges (TaskTable._check), the
-        native loop's mirror against the model, each space's ranges."""
+        native loop's mirror against the model, each space's ranges and the
+        spans its SIGBUS trap holds."""
         try:
             self.tasks._check()
             spaces = self.tasks.spaces()
             self.native._check(spaces)
             for space in spaces:
                 space.ranges._check()
+                space.trapped._check(space.ranges)
         except AssertionError as exc:
             raise InvariantError(f"supervisor invariant broken: {exc}") from exc
 

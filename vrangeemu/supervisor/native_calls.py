@@ -2,14 +2,16 @@
 
 In notify mode the C loop answers the calls that need no decision; this
 component applies its log to the model, keeps the C mirror (per space: maps
-fd, lock check, purged runs) in step with the model, and hands back the
-calls that need Python.  Inactive (ptrace mode, VRANGEEMU_FASTPATH=0, or
+fd, lock check, the runs where NONVOLATILE needs Python: purged pages and
+trapped spans) in step with the model, and hands back the calls that need
+Python.  Inactive (ptrace mode, VRANGEEMU_FASTPATH=0, or
 once no process holds the filter) every mirror operation is a no-op.
 """
 import select
 
 from ..abi import NONVOLATILE, VOLATILE
 from ..linux.fastloop import HUP, LOCK, OP_VOLATILE, FastLoop
+from ..model.trap import repin_checked
 from ..observe.events import Call, Lock
 from . import calls
 
@@ -91,11 +93,12 @@ class NativeCalls:
     drop = _mirrored("drop", "Free the slot of a space that is gone.")
     bind = _mirrored("bind", "Tell C which space a task's calls are for.")
     unbind = _mirrored("unbind", "Forget a task.")
-    sync_purged = _mirrored("sync_purged", "The purged pages of a space changed: push them.")
+    sync_purged = _mirrored("sync_purged", "The purged pages or the trapped spans of a space "
+                                           "changed: push them.")
 
     def _check(self, spaces):
         """The C mirror matches the model: each space's slot, maps fd, lock
-        check and purged runs as last pushed."""
+        check and repin-checked runs (purged or trapped) as last pushed."""
         if not self.loop:
             return
         slots = {}
@@ -106,5 +109,5 @@ class NativeCalls:
             fd, lock_check, runs = self.loop.pushed[space.slot]
             assert fd == space.memory.maps_fd, (space, fd)
             assert lock_check == space.may_lock, (space, lock_check, space.may_lock)
-            assert runs == tuple(space.ranges.purged_intervals()), (space, runs)
+            assert runs == tuple(repin_checked(space.ranges, space.trapped)), (space, runs)
         assert set(self.loop.pushed) == set(slots), (sorted(self.loop.pushed), sorted(slots))

@@ -17,6 +17,8 @@ from ..linux.syscalls import SYS_CLOSE, SYS_MADVISE, SYS_USERFAULTFD
 from ..linux.uffd import SigbusTrap
 from ..linux.procfs import PM_PRESENT
 from ..model.purge import choose_victims, purge_runs, still_discardable, subtract
+from ..model.trap import spans_to_trap
+from ..model.vma import ANON
 from ..observe.events import Purge
 from .remote import InjectionFailed
 from .sharing import merge_runs
@@ -214,33 +216,79 @@ class Purger:
             with self.remote.session(task) as session:
                 if self.purged_access == "sigbus" and space.trap is None:
                     self._make_trap(session, space)
-                trapped = self._trap_runs(space, plan)
+                self._trap(space, plan)
                 results = session.run(madvise)[len(madvise) - len(plan):]
                 if space.purger is None and not task.purger and session.has_stub and self.use_purger:
                     self._start_purger(session, task)
         except TaskGone as exc:
             gone, results = exc, exc.results
-            trapped = space.trap not in (None, NO_TRAP)
         except InjectionFailed as exc:
             self.log(f"purge of {space.tgid} skipped: {exc}")
+            self.mirror.sync_purged(space)   # its trapped spans may have grown
             return
-        self._account(task, space, request.why, plan, results, trapped)
+        self._account(task, space, request.why, plan, results)
         if gone is not None:
             raise gone
 
-    def _trap_runs(self, space, plan):
+    # --- the SIGBUS trap (what to register and fill: model.trap) ---------------------
+    def _trap(self, space, plan):
         """Before the discard (no access may slip in between): purged pages
-        of `plan` will fault.  False if there is no trap."""
+        of `plan` will fault.  Whole volatile ranges are registered, so a
+        range costs at most two more mappings, not two per purged run; the
+        pages of a new span that are missing now (never touched, mostly)
+        get the zero page at once, so they read as zeros, as under the
+        patches."""
         if space.trap in (None, NO_TRAP):
-            return False
-        try:
-            for start, end in plan:
-                space.trap.register(start, end)
-        except OSError as exc:
-            self.log(f"purged pages of {space.tgid} may read as zeros: {exc}")
-        return True
+            return
 
-    def _account(self, task, space, why, plan, results, trapped):
+        def anon(lo, hi):
+            return [(v.start, v.end) for v in space.memory.vmas(lo, hi) if v.kind == ANON]
+        try:
+            spans = spans_to_trap(space.ranges, plan, space.trapped, anon)
+        except OSError as exc:   # /proc unreadable: the program is exiting
+            self._trap_failed(space, exc)
+            return
+        filled = 0
+        for start, end in spans:
+            try:
+                space.trap.register(start, end)
+            except OSError as exc:
+                self._trap_failed(space, exc)
+                continue
+            try:   # its holes (model/trap.py): every page missing before the discard
+                filled += space.trap.zero_fill(space.memory.missing(start, end))
+            except OSError as exc:   # its holes would fault: give the span up
+                self._trap_failed(space, exc)
+                self._unregister(space, start, end)
+                continue
+            space.trapped.add(start, end)
+        if spans:
+            self.log(f"{space.tgid}: {len(spans)} span(s) trapped, "
+                     f"{filled} untouched page(s) zero-filled")
+
+    def _trap_failed(self, space, exc):
+        """Registering failed: purged pages there read as zeros, not SIGBUS."""
+        if not space.trap_warned:
+            space.trap_warned = True
+            self.log(f"purged pages of {space.tgid} may read as zeros: {exc}")
+
+    def _unregister(self, space, start, end):
+        try:
+            space.trap.unregister(start, end)
+        except OSError as exc:   # e.g. unmapped meanwhile: nothing left to trap
+            self.log(f"pages of {space.tgid} may raise SIGBUS where they should not: {exc}")
+
+    def unpin(self, space, span):
+        """Pages of `span` are pinned again: end their trap, so purged pages
+        read as zeros from now on, not SIGBUS, and the mapping merges back
+        once its whole range is pinned.  Called before the answer is sent."""
+        pieces = space.trapped.remove(*span)
+        for start, end in pieces:
+            self._unregister(space, start, end)
+        if pieces:
+            self.mirror.sync_purged(space)
+
+    def _account(self, task, space, why, plan, results):
         """Record what the madvise results say was discarded."""
         freed = 0
         for (start, end), result in zip(plan, results):
@@ -249,9 +297,6 @@ class Purger:
                 self.log(f"madvise({start:#x}, {end - start}) in {task.tid}: "
                          f"{os.strerror(-result)}")
                 discarded = self._gone_pages(space, start, end)
-                if trapped:
-                    for run in subtract([(start, end)], discarded):
-                        self.unpin(space, run)
             for run in discarded:
                 freed += space.ranges.set_purged(*run)
             space.stats.purges += bool(discarded)
@@ -342,12 +387,3 @@ class Purger:
             self.log(f"no SIGBUS for purged pages of {space.tgid} ({exc}): they read as zeros")
         if fd >= 0:
             session.run([(SYS_CLOSE, (fd,))])
-
-    def unpin(self, space, span):
-        """Pages of `span` are pinned again: they read as zeros from now on,
-        not SIGBUS (end their trap)."""
-        if space.trap not in (None, NO_TRAP):
-            try:
-                space.trap.unregister(*span)
-            except OSError as exc:   # e.g. unmapped meanwhile: nothing left to trap
-                self.log(f"{space.tgid}: {exc}")

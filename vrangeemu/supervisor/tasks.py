@@ -11,6 +11,7 @@ from ..linux.procfs import ProcessMemory
 from ..linux.process import same_mm
 from ..model.ranges import VolatileRanges
 from ..model.space import AddressSpace
+from ..model.trap import TrappedSpans
 from ..observe.events import Clone, Exec, Exit, Fork, SpaceEnd
 
 
@@ -39,19 +40,22 @@ class TracedSpace:
 
     `memory`: the /proc view (linux.procfs.ProcessMemory); `trap`: the
     linux.uffd.SigbusTrap raising SIGBUS on purged pages, None until made,
-    NO_TRAP where it cannot be (purged pages then read as zeros); `may_lock`:
+    NO_TRAP where it cannot be (purged pages then read as zeros); `trapped`:
+    the model.trap.TrappedSpans registered on it; `trap_warned`: a trap
+    failure was logged (once per space); `may_lock`:
     False while the program is known never to have locked memory here (the
     filter traps mlock & co), so VOLATILE skips the lock check; `slot`: its
     slot in the native loop's mirror (-1: none); `purge`: the pending
     purge.PurgeRequest or None; `stub`: address of the remote-syscall stub
     page mapped into the program (0: none yet); `purger`: the Task of its
     purger thread, or None.  The model's fields read through."""
-    __slots__ = ("model", "memory", "may_lock", "trap", "slot", "purge", "stub", "purger")
+    __slots__ = ("model", "memory", "may_lock", "trap", "trapped", "trap_warned", "slot",
+                 "purge", "stub", "purger")
 
     def __init__(self, model, memory, may_lock=True, stub=0):
         self.model, self.memory, self.may_lock = model, memory, may_lock
-        self.trap, self.slot, self.purge, self.stub = None, -1, None, stub
-        self.purger = None
+        self.trap, self.trapped, self.trap_warned = None, TrappedSpans(), False
+        self.slot, self.purge, self.stub, self.purger = -1, None, stub, None
 
     tgid = property(lambda self: self.model.tgid)
     name = property(lambda self: self.model.name)
