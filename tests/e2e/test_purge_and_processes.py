@@ -266,7 +266,9 @@ def test_purging_alternating_pages_splits_no_mapping_per_page(build):
     assert after - before <= 3, proc.stdout         # a small constant, not ~N
     assert counts["mmap_failed"] == "0", proc.stdout
     assert counts["was_purged"] == "1", proc.stdout
-    assert int(counts["repinned"]) == before, proc.stdout   # re-pinned: merged back
+    # Re-pinned: merged back; one mapping stays, the stub page vrange-run
+    # maps once per process for its remote syscalls (linux/stub.py).
+    assert int(counts["repinned"]) == before + 1, proc.stdout
 
 
 @pytest.mark.parametrize("trap", ["notify", "ptrace"])
