@@ -64,6 +64,7 @@ class Session:
     def __enter__(self):
         tid = self.task.tid
         self._saved = ptrace.getregs(tid)
+        self._still_ours()
         # At a signal-delivery stop, resuming delivers the signal with the
         # siginfo of the stop the task is in then: keep the original's.
         self._siginfo = ptrace.getsiginfo(tid)
@@ -79,7 +80,13 @@ class Session:
                 # single-step at a `syscall` of its own instead.
                 self._stub = None
                 self._insn = self._remote.syscall_insn(self)
+        except _Died as exc:   # __exit__ is not called when __enter__ fails
+            self._remote.tasks.exited(exc.stop)
+            raise TaskGone(tid, "died during a remote syscall") from None
+        except TaskGone:
+            raise
         except BaseException:
+            self._still_ours()
             self._restore()
             raise
         return self
@@ -100,7 +107,20 @@ class Session:
             results.append(self._through_syscall(results))
         return results
 
+    def _still_ours(self):
+        """Raise TaskGone if the tid no longer names the thread we stopped:
+        another thread's exec took it over (its exec stop is waiting; writing
+        registers now would corrupt the new image) or it died."""
+        try:
+            stop = self._remote.stops.wait_nohang(self.task.tid)
+        except ChildProcessError:
+            raise TaskGone(self.task.tid, "no longer traced") from None
+        if stop is not None:
+            self._remote.stops.put_back(stop)
+            raise TaskGone(self.task.tid, f"{stop.kind} during a remote syscall")
+
     def _load(self, at, nr, args):
+        self._still_ours()
         regs = type(self._saved).from_buffer_copy(self._saved)
         regs.rip = at
         regs.rax = nr
@@ -208,6 +228,7 @@ class Session:
             raise TaskGone(self.task.tid, "died during a remote syscall", exc.results) from None
         if kind is TaskGone:
             return False
+        self._still_ours()
         self._restore()
         self._remote.redeliver(self.task, self.held)
         return False
