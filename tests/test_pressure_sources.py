@@ -61,8 +61,8 @@ def test_v2_limits_read_max_as_unlimited(tmp_path):
     assert group.limits() == (UNLIMITED, 1 << 30)
 
 
-def test_v1_owned_cgroup_turns_the_oom_killer_off_and_relieves_paused_tasks(tmp_path,
-                                                                          monkeypatch):
+def test_v1_owned_cgroup_holds_size_with_the_oom_killer_off_and_relieves_paused_tasks(
+        tmp_path, monkeypatch):
     writes = []
     real_write = Cgroup.write
 
@@ -73,7 +73,8 @@ def test_v1_owned_cgroup_turns_the_oom_killer_off_and_relieves_paused_tasks(tmp_
     src = CgroupSource(fake_cgroup(tmp_path, 1), LIMIT, owned=True, log=lambda m: None,
                        warn=lambda m: None)
     hard = int(read(tmp_path, "memory.limit_in_bytes"))
-    assert hard > LIMIT and read(tmp_path, "memory.oom_control") == "1"
+    # Direct reclaim: tasks pause at SIZE itself until a purge makes room.
+    assert hard == LIMIT and read(tmp_path, "memory.oom_control") == "1"
     usage_event, oom_event, level_event = [v.split() for n, v in writes
                                            if n == "cgroup.event_control"]
     assert len(usage_event) == 3 and usage_event[2] == str(HIGH)   # "<efd> <usage fd> <high>"
@@ -83,6 +84,8 @@ def test_v1_owned_cgroup_turns_the_oom_killer_off_and_relieves_paused_tasks(tmp_
     (tmp_path / "memory.oom_control").write_text("oom_kill_disable 1\nunder_oom 1\n")
     set_usage(tmp_path, 1, hard, src)
     assert src.need() == hard - LOW
+    assert int(read(tmp_path, "memory.limit_in_bytes")) == hard    # the purge comes first
+    src.still_paused()   # it could not reach them: room for a moment
     assert int(read(tmp_path, "memory.limit_in_bytes")) > hard     # raised: tasks can stop
     set_usage(tmp_path, 1, LOW, src)
     assert src.need() == 0 and int(read(tmp_path, "memory.limit_in_bytes")) == hard
@@ -92,10 +95,12 @@ def test_v1_owned_cgroup_turns_the_oom_killer_off_and_relieves_paused_tasks(tmp_
     limits = []
     for _ in range(3):
         src.need()
+        src.still_paused()
         limits.append(int(read(tmp_path, "memory.limit_in_bytes")))
     assert hard < limits[0] < limits[1] < limits[2]                # more room each time
     assert "under_oom 1" in read(tmp_path, "memory.oom_control")   # killer still off
     src.need()
+    src.still_paused()
     assert read(tmp_path, "memory.oom_control") == "0"
     src.close()
 

@@ -72,8 +72,8 @@ def _size(text):
         size = parse_size(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc))
-    if size < 4 << 20:
-        raise argparse.ArgumentTypeError(f"{text}: too small (at least 4M)")
+    if size < 1 << 20:
+        raise argparse.ArgumentTypeError(f"{text}: too small (at least 1M)")
     return size
 
 

@@ -203,7 +203,7 @@ def test_budget_source_keeps_summed_rss_under_the_limit(build):
 @pytest.mark.parametrize("args, message", [
     (["--pressure", "budget"], "--pressure budget needs --memory-limit SIZE"),
     (["--memory-limit", "64M", "--pressure", "psi"], "--memory-limit needs --pressure cgroup"),
-    (["--memory-limit", "1M"], "too small"),
+    (["--memory-limit", "512K"], "too small"),
     (["--memory-limit", "lots"], "not a size"),
 ])
 def test_bad_pressure_options_are_clear_125(args, message):
@@ -267,3 +267,33 @@ def test_psi_stalls_make_vrange_run_purge(build, tmp_path):
     doc = json.loads((tmp_path / "s.json").read_text())
     assert doc["pressure"]["source"].startswith("PSI ")   # our v2 cgroup or /proc/pressure
     assert doc["pressure"]["over_high"] > 0 and doc["total"]["purged_bytes"] >= 48 * MiB
+
+
+@pytest.mark.parametrize("limit_mib", [32, 64])
+def test_the_group_never_goes_past_size_while_anything_volatile_is_left(build, tmp_path,
+                                                                         limit_mib):
+    """Direct reclaim: the group is held at SIZE itself (no margin); a task
+    that reaches it waits for a purge.  The cache is 4x the limit."""
+    report = tmp_path / "stats.json"
+    chunks = limit_mib   # 4 MiB each: four times the limit
+    proc = vrange_run("--stats", "--stats-json", report, "--memory-limit", f"{limit_mib}M",
+                      build("cache_under_limit"), chunks, 200, 1, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert re.search(r"steps=200 rebuilt=\d+ verified=\d+ bad=0 hot_bad=0 enosys=0", proc.stdout)
+    assert "nothing volatile left" not in proc.stderr
+    pressure = json.loads(report.read_text())["pressure"]
+    assert pressure["group_peak"] is not None and pressure["limit"] == limit_mib * MiB
+    assert pressure["group_peak"] <= limit_mib * MiB, pressure
+    assert f"peak usage" in proc.stderr and f"of the {limit_mib}.0 MiB limit" in proc.stderr
+    assert not leftover_cgroups()
+
+
+def test_a_one_mib_limit_works(script):
+    # 512 KiB volatile, then 384 KiB more pinned: past 1 MiB with the
+    # program's own pages, so the volatile part must go first; then the
+    # rest fits under the low mark.
+    out = script("native", "--memory-limit", "1M").run(
+        "map A 128 anon\nfill A 1\nvol A 0 128\nmap B 96 anon\nfill B 2\ncheck B 2\n"
+        "nonvol A 0 128\n")
+    assert out.checks["B"] == dict(good=96, zero=0, bad=0)
+    assert out.calls[-1]["purged"] == 1

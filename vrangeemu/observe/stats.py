@@ -79,3 +79,6 @@ def print_stats(collector, state, out):
         print(f"  pressure: {r.source}: {r.checks} checks, {r.over_high} over the high mark, "
               f"peak {human(r.max_usage) if r.limit else r.max_usage}, "
               f"limit enforced {r.enforced} times", file=out)
+        if getattr(r, "group_peak", None) is not None:
+            print(f"  memory cgroup: peak usage {human(r.group_peak)} of the "
+                  f"{human(r.limit)} limit", file=out)

@@ -20,13 +20,16 @@ BUSY_POLL = 0.01    # within reach of it: react within ~10 ms
 
 
 def watermarks(limit):
-    """(high, low) for a byte limit: purge from high down to low.
+    """(high, low) for a byte limit: purge from high down to low (as
+    kswapd's watermarks: background purging keeps tasks off the limit).
 
     >>> [round(v / 2**20, 1) for v in watermarks(64 << 20)]
     [57.6, 49.6]
+    >>> [v >> 10 for v in watermarks(1 << 20)]    # KiB: small limits keep room
+    [768, 512]
     """
-    high = limit - max(limit // 10, 2 * MiB)
-    return high, max(high - max(limit // 8, 2 * MiB), 0)
+    high = limit - max(limit // 10, min(2 * MiB, limit // 4))
+    return high, max(high - max(limit // 8, min(2 * MiB, limit // 4)), 0)
 
 
 def parse_size(text):
@@ -49,6 +52,7 @@ class Readings:
         self.source, self.limit, self.high, self.low = source, limit, high, low
         self.checks = self.over_high = self.max_usage = self.enforced = 0
         self.last_usage = 0
+        self.group_peak = None   # an owned cgroup's peak usage, read when it goes
 
     def saw(self, usage, over):
         self.checks += 1
@@ -84,6 +88,9 @@ class _UsageSource:
     def exhausted(self):
         pass
 
+    def still_paused(self):
+        pass
+
     def close(self):
         pass
 
@@ -91,10 +98,12 @@ class _UsageSource:
 class CgroupSource(_UsageSource):
     """A memory cgroup's usage against watermarks (v2 or v1).
 
-    If `limit` is ours to enforce (--memory-limit), the cgroup is held with
-    a margin above it (v2 memory.high/max, v1 limit + OOM killer off) while
-    volatile memory remains, and the real limit is enforced once nothing is
-    left to purge (`exhausted`).  An owned group has a `watchdog`
+    If `limit` is ours to enforce (--memory-limit), the cgroup is held at
+    it with the OOM killer off (v1; v2 memory.high at it, memory.max a
+    margin above) while volatile memory remains, as direct reclaim would: a
+    task that reaches it waits until a purge (through the program's purger
+    thread, which a paused task does not hold up) makes room.  The kernel
+    enforces the limit for real once nothing is left to purge (`exhausted`).  An owned group has a `watchdog`
     (linux/cgroup_watchdog.py) that gives it the real limit back and removes
     it if vrange-run dies."""
 
@@ -102,7 +111,7 @@ class CgroupSource(_UsageSource):
         super().__init__(f"cgroup v{cgroup.version} {cgroup.path}", limit)
         self.cgroup = cgroup
         self.warn = warn
-        self.hard = limit + max(limit // 4, 16 * MiB)   # kernel backstop while purging
+        self.hard = limit if cgroup.version == 1 else limit + max(limit // 4, 16 * MiB)
         self.owned = owned
         self.watchdog = watchdog
         self.log = log
@@ -123,18 +132,31 @@ class CgroupSource(_UsageSource):
                 self.cgroup.hold_at(self.high, self.hard)
                 self.enforced = False
             return 0
-        if self.owned and not self.enforced and self.cgroup.under_oom():
-            # A task paused at the limit sleeps killable and cannot be
-            # stopped for the purge: give it room (a few times), take it back
-            # after.  If it keeps outrunning us, the kernel must decide:
-            # nobody may stay paused for ever.
-            if self.reliefs < MAX_RELIEFS:
-                self.reliefs += 1
-                self.cgroup.raise_hard(self.hard + self.reliefs * max(self.hard // 8, 4 * MiB))
-                self.log("tasks paused at the limit: hard limit raised to purge")
-            else:
-                self.exhausted()
         return need
+
+    def still_paused(self):
+        """After a purge was asked for: tasks still paused at the limit (no
+        purger thread could reach their memory, and a paused task sleeps
+        killable, so it cannot be stopped for one) get room a few times,
+        taken back after; if they keep outrunning us, the kernel decides:
+        nobody may stay paused for ever."""
+        if not (self.owned and not self.enforced and self.cgroup.under_oom()):
+            return
+        if self.reliefs < MAX_RELIEFS:
+            self.reliefs += 1
+            self.cgroup.raise_hard(self.hard + self.reliefs * max(self.hard // 8, 4 * MiB))
+            self.log("tasks paused at the limit: limit raised for a moment to purge")
+        else:
+            self.exhausted()
+
+    def peak(self):
+        """The group's peak usage in bytes (v1 memory.max_usage_in_bytes,
+        v2 memory.peak), or None where the kernel has no such file."""
+        try:
+            return int(self.cgroup.read("memory.max_usage_in_bytes" if self.cgroup.version == 1
+                                        else "memory.peak"))
+        except (OSError, ValueError):
+            return None
 
     def exhausted(self):
         """Nothing volatile is left to free: let the kernel enforce the limit."""
@@ -152,6 +174,7 @@ class CgroupSource(_UsageSource):
         self.cgroup.close()
         if not self.owned:
             return
+        self.readings.group_peak = self.peak()
         if self.cgroup.remove():
             if self.watchdog:
                 self.watchdog.done()
@@ -233,6 +256,9 @@ class PsiSource:
         return BUSY_POLL * 5 if self._grown else IDLE_POLL
 
     def exhausted(self):
+        pass
+
+    def still_paused(self):
         pass
 
     def close(self):

@@ -36,8 +36,11 @@ class PressureWatch:
         r = self.source.readings
         self.bus.emit(Pressure(source=r.source, usage=r.last_usage, high=r.high, low=r.low,
                                limit=r.limit, need=need))
-        if need > 0 and not self.purger.relieve(need):
-            self.source.exhausted()
+        if need > 0:
+            if self.purger.relieve(need):
+                self.source.still_paused()
+            else:
+                self.source.exhausted()
 
     def close(self):
         self.source.close()
