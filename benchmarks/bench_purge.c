@@ -1,0 +1,221 @@
+/* bench_purge.c - purge latency and calls under a purge storm, timed by the
+ * program itself (run under vrange-run by benchmarks/run.py).
+ *
+ *   latency ROUNDS OTHERS
+ *                    OTHERS one-page volatile ranges (never touched) and one
+ *                    64 KiB range.  Each round re-pins the 64 KiB range,
+ *                    fills it, marks it volatile, sends SIGUSR1 to
+ *                    vrange-run and polls mincore() until none of its pages
+ *                    is resident: request -> pages gone.  Three rounds first
+ *                    are not counted (the first purge starts vrange-run's
+ *                    purger thread in this process).
+ *                    "median_us=.. p90_us=.. max_us=.. min_us=.. rounds=..
+ *                     others=.. setup_ms=.."
+ *   storm RANGES SECONDS PERIOD_US
+ *                    RANGES one-page ranges, resident and volatile.  For
+ *                    SECONDS, step k re-pins range k % RANGES (NONVOLATILE),
+ *                    writes its page and makes it volatile again; the two
+ *                    calls are one pair, timed without the write.  A helper
+ *                    thread sends SIGUSR1 to vrange-run every PERIOD_US
+ *                    (0: no storm), so each purge finds the pages written
+ *                    since the last one.
+ *                    "pairs=.. pair_median_us=.. pair_p99_us=.. pair_max_us=..
+ *                     call_max_us=.. over_10ms=.. signals=.. purged_answers=.."
+ * Times from CLOCK_MONOTONIC.  Exit 1 if a purge never comes (5 s) or a call
+ * fails.
+ */
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sched.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vrange.h"
+
+#define PAGE 4096
+#define TARGET (64 << 10)
+
+static double now_us(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1e6 + t.tv_nsec / 1e3;
+}
+
+static char *anon(size_t len)
+{
+    char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        exit(3);
+    return p;
+}
+
+static pid_t supervisor(void)
+{
+    const char *sup = getenv("VRANGE_SUPERVISOR_PID");
+    return sup ? atoi(sup) : getppid();
+}
+
+static void call(void *p, size_t len, int mode, int *purged)
+{
+    if (vrange((unsigned long)p, len, mode, 0, purged) != (ssize_t)len) {
+        perror("vrange");
+        exit(1);
+    }
+}
+
+static int resident(char *p, size_t len)
+{
+    unsigned char vec[TARGET / PAGE];
+    if (mincore(p, len, vec))
+        exit(4);
+    int n = 0;
+    for (size_t i = 0; i < len / PAGE; i++)
+        n += vec[i] & 1;
+    return n;
+}
+
+static int by_value(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The q-quantile of v[0..n) (sorted in place). */
+static double quantile(double *v, size_t n, double q)
+{
+    qsort(v, n, sizeof *v, by_value);
+    return v[(size_t)(q * (n - 1) + 0.5)];
+}
+
+/* One-page volatile ranges with one-page gaps (so they stay separate). */
+static char *ranges(long n, int touch)
+{
+    char *p = anon(2 * (size_t)(n ? n : 1) * PAGE);
+    for (long i = 0; i < n; i++) {
+        if (touch)
+            p[2 * i * PAGE] = 1;
+        call(p + 2 * i * PAGE, PAGE, VRANGE_VOLATILE, NULL);
+    }
+    return p;
+}
+
+static int latency(long rounds, long others)
+{
+    double t = now_us();
+    ranges(others, 0);
+    double setup_ms = (now_us() - t) / 1e3;
+    char *target = anon(TARGET);
+    double *v = malloc(rounds * sizeof *v);
+    pid_t sup = supervisor();
+    for (long r = -3; r < rounds; r++) {
+        int purged;
+        call(target, TARGET, VRANGE_NONVOLATILE, &purged);
+        memset(target, (int)r, TARGET);
+        call(target, TARGET, VRANGE_VOLATILE, NULL);
+        if (resident(target, TARGET) != TARGET / PAGE)
+            exit(5);
+        t = now_us();
+        kill(sup, SIGUSR1);
+        while (resident(target, TARGET)) {
+            if (now_us() - t > 5e6) {
+                printf("latency: round %ld: the pages were never purged\n", r);
+                return 1;
+            }
+            sched_yield();
+        }
+        if (r >= 0)
+            v[r] = now_us() - t;
+    }
+    double sum = 0;
+    for (long r = 0; r < rounds; r++)
+        sum += v[r];
+    double median = quantile(v, rounds, 0.5);
+    printf("median_us=%.1f p90_us=%.1f max_us=%.1f min_us=%.1f mean_us=%.1f rounds=%ld "
+           "others=%ld setup_ms=%.1f\n", median, quantile(v, rounds, 0.9), v[rounds - 1], v[0],
+           sum / rounds, rounds, others, setup_ms);
+    return 0;
+}
+
+static long signals;
+static long period_us;
+static double storm_end;   /* now_us() */
+
+/* SIGUSR1 to vrange-run every period_us until storm_end, whether or not the
+ * main thread's calls get through meanwhile (so the run always ends). */
+static void *storm(void *arg)
+{
+    pid_t sup = *(pid_t *)arg;
+    struct timespec next;
+    clock_gettime(CLOCK_MONOTONIC, &next);
+    for (;;) {
+        next.tv_nsec += period_us * 1000;
+        while (next.tv_nsec >= 1000000000) {
+            next.tv_nsec -= 1000000000;
+            next.tv_sec++;
+        }
+        clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL);
+        if (now_us() >= storm_end)
+            return NULL;
+        kill(sup, SIGUSR1);
+        signals++;
+    }
+}
+
+static int calls_in_storm(long n, double seconds)
+{
+    char *p = ranges(n, 1);
+    size_t cap = 1 << 16, pairs = 0;
+    double *v = malloc(cap * sizeof *v), call_max = 0;
+    long purged_answers = 0, over = 0;
+    pid_t sup = supervisor();
+    pthread_t helper;
+    double start = now_us();
+    storm_end = start + seconds * 1e6;
+    if (period_us > 0 && pthread_create(&helper, NULL, storm, &sup))
+        return 3;
+    for (long k = 0; now_us() < storm_end; k++) {
+        char *page = p + 2 * (k % n) * PAGE;
+        int purged = 0;
+        double t0 = now_us();
+        call(page, PAGE, VRANGE_NONVOLATILE, &purged);
+        double t1 = now_us();
+        *page = (char)k;
+        double t2 = now_us();
+        call(page, PAGE, VRANGE_VOLATILE, NULL);
+        double t3 = now_us();
+        double one = t1 - t0 > t3 - t2 ? t1 - t0 : t3 - t2;
+        call_max = one > call_max ? one : call_max;
+        purged_answers += purged;
+        if (pairs == cap)
+            v = realloc(v, (cap *= 2) * sizeof *v);
+        v[pairs] = (t1 - t0) + (t3 - t2);
+        over += v[pairs++] > 10e3;
+    }
+    double elapsed = now_us() - start;
+    if (period_us > 0)
+        pthread_join(helper, NULL);
+    double median = quantile(v, pairs, 0.5);
+    printf("pairs=%zu pair_median_us=%.1f pair_p99_us=%.1f pair_max_us=%.1f call_max_us=%.1f "
+           "over_10ms=%ld signals=%ld purged_answers=%ld ranges=%ld period_us=%ld "
+           "pairs_per_s=%.0f\n",
+           pairs, median, quantile(v, pairs, 0.99), v[pairs - 1], call_max, over, signals,
+           purged_answers, n, period_us, pairs / elapsed * 1e6);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 4 && !strcmp(argv[1], "latency"))
+        return latency(atol(argv[2]), atol(argv[3]));
+    if (argc == 5 && !strcmp(argv[1], "storm")) {
+        period_us = atol(argv[4]);
+        return calls_in_storm(atol(argv[2]), atof(argv[3]));
+    }
+    fprintf(stderr, "usage: bench_purge latency ROUNDS OTHERS | storm RANGES SECONDS PERIOD_US\n");
+    return 2;
+}
