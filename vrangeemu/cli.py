@@ -26,7 +26,8 @@ Purging: under memory pressure the oldest volatile ranges of all traced
 processes go first (one LRU), until usage is back under a low watermark.
 Pressure comes from (--pressure auto picks the first that applies):
   --memory-limit SIZE  a memory cgroup created for the program (v2, else v1),
-                       purged from 90% of SIZE down to ~77%; the kernel's OOM
+                       purged from 90% of SIZE down to ~77%; a task that
+                       reaches SIZE waits for the purge (v1); the kernel's OOM
                        killer enforces SIZE only once nothing volatile is left.
                        Without permission to create cgroups: the summed RSS
                        of the traced processes against SIZE (budget).
