@@ -592,10 +592,13 @@ def new_targets(r):
                 + "; the cache keeps all but the chunk in use volatile, so something volatile "
                   "is always left).")
         if not ok:
-            text += (" While volatile memory remains, vrange-run holds the group's hard limit "
-                     "at SIZE + max(SIZE/4, 16 MiB) and purges from the high mark (SIZE less "
-                     "max(SIZE/10, 2 MiB)); a program that allocates faster than the purge "
-                     "lands goes past SIZE.")
+            over = max(p["peak_max"] - p["limit"] for p in volatile_left)
+            text += (f" At most {over / 1024:.0f} KiB over SIZE. While volatile memory remains, "
+                     "a v1 group is held at SIZE itself with the OOM killer off (a task that "
+                     "reaches it waits for the purger thread), and purged from the high mark "
+                     "(SIZE less max(SIZE/10, 2 MiB)); what goes past SIZE is charged by the "
+                     "kernel past the limit (the log shows no moment where vrange-run raised "
+                     "it).")
         items.append(text)
     return items
 

@@ -75,6 +75,7 @@ class _UsageSource:
         self.readings = Readings(name, limit, self.high, self.low)
         self.fds = []
         self._usage = 0
+        self.prepares = False   # start purger threads early (a limit tasks pause at)
 
     def over(self, usage):
         """Record a reading; bytes to free (0 below the high mark)."""
@@ -117,6 +118,7 @@ class CgroupSource(_UsageSource):
         self.log = log
         self.reliefs = 0        # v1: times the hard limit was raised to let paused tasks go
         self.enforced = False
+        self.prepares = owned and cgroup.version == 1
         if owned:
             cgroup.hold_at(self.high, self.hard)
             self.fds = cgroup.event_fds(self.high)
@@ -234,6 +236,7 @@ class PsiSource:
         self.threshold_us = threshold_us
         self.name = f"PSI {path}"
         self.fds = []
+        self.prepares = False
         self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         self._last = self._total()
         self._grown = 0

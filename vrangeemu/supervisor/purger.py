@@ -27,6 +27,7 @@ from .tasks import NO_TRAP
 # How long calls wait for a requested purge to run; a task that takes longer
 # to stop (D state, OOM wait) is purged whenever it stops.
 PURGE_WAIT = 0.5
+PREPARE = "prepare"   # a request that discards nothing: it starts the purger thread
 
 
 class PurgeRequest:
@@ -70,7 +71,9 @@ class Purger:
         self.purged_access, self.fault = purged_access, fault
         self.pressure = None   # the pressure source, for the usage in Purge events
         self.use_purger = fault != "no-purger"   # purge through a thread of our own
+        self._prepared = set()   # id() of spaces prepare() was asked for
         tasks.on_task_left.append(self.retire)
+        tasks.on_space_end.append(lambda space: self._prepared.discard(id(space)))
 
     # --- requests --------------------------------------------------------------------
     def purge_all(self, why="signal"):
@@ -129,6 +132,15 @@ class Purger:
                 continue
             space.purge = PurgeRequest(runs, why, tid, time.monotonic() + PURGE_WAIT)
             return
+
+    def prepare(self, space):
+        """Start `space`'s purger thread now, while its threads can still be
+        stopped (under a memory limit a task paused at it cannot), once per
+        space."""
+        if space.purger is None and space.purge is None and space.stub == 0 \
+                and self.use_purger and id(space) not in self._prepared:
+            self._prepared.add(id(space))
+            self.request(space, [], PREPARE)
 
     def _stoppable(self, space):
         """Tasks of `space` best able to stop soon: running or sleeping
@@ -205,7 +217,7 @@ class Purger:
             # madvise stops with EINVAL at a locked mapping after discarding
             # what came before it: leave locked memory out up front.
             plan = subtract(plan, space.memory.locked_intervals())
-        if not plan:
+        if not plan and not (request.why == PREPARE and space.purger is None):
             return
         madvise = [(SYS_MADVISE, (start, end - start, mmap.MADV_DONTNEED)) for start, end in plan]
         if task.purger and not task.named:   # as `ps -L` and /proc show it

@@ -36,6 +36,10 @@ class PressureWatch:
         r = self.source.readings
         self.bus.emit(Pressure(source=r.source, usage=r.last_usage, high=r.high, low=r.low,
                                limit=r.limit, need=need))
+        if self.source.prepares:   # a limit of ours: purger threads before they are needed
+            for space in self.purger.tasks.spaces():
+                if space.ranges:
+                    self.purger.prepare(space)
         if need > 0:
             if self.purger.relieve(need):
                 self.source.still_paused()
