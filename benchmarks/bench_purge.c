@@ -34,25 +34,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench.h"
 #include "vrange.h"
 
 #define PAGE 4096
 #define TARGET (64 << 10)
 
-static double now_us(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1e6 + t.tv_nsec / 1e3;
-}
-
-static char *anon(size_t len)
-{
-    char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED)
-        exit(3);
-    return p;
-}
 
 static pid_t supervisor(void)
 {

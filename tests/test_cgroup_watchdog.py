@@ -9,6 +9,7 @@ vrange-run, is a child the test kills.  A plain directory answers rmdir with
 ENOTEMPTY while it has files, as a populated cgroup answers EBUSY: deleting
 the files plays "the group's processes are gone"."""
 import errno
+import contextlib
 import os
 import signal
 import subprocess
@@ -135,23 +136,34 @@ def test_restoring_a_group_that_is_gone_does_nothing(tmp_path):
 
 # --- the process -------------------------------------------------------------------
 
-def test_v2_group_is_restored_and_removed_when_its_owner_is_killed(tmp_path):
-    group = fake_v2(tmp_path / "vrange-run-1")
+@contextlib.contextmanager
+def owner_and_watchdog(group):
+    """(the owner process, its watchdog's pid) for the fake `group`; the
+    watchdog is killed at the end if it is still running."""
     dog = None
     try:
         with spawned([sys.executable, "-c", OWNER, group, LIMIT], stdin=subprocess.PIPE,
                      stdout=subprocess.PIPE, cwd=ROOT) as owner:
             dog = int(owner.stdout.next())
-            # Out of the owner's session and process group (no Ctrl-C, no
-            # hang-up reaches it), nothing of its output held.
-            assert os.getsid(dog) == dog != os.getsid(owner.pid)
-            assert {os.readlink(f"/proc/{dog}/fd/{fd}") for fd in (0, 1, 2)} == {os.devnull}
-            ignored = 1 << signal.SIGINT - 1 | 1 << signal.SIGHUP - 1
-            assert wait_until(lambda: int(status_field(dog, "SigIgn"), 16) & ignored == ignored)
-            time.sleep(0.2)
-            assert (group / "memory.max").read_text() == str(HARD)   # untouched while it lives
-            os.kill(owner.pid, signal.SIGKILL)
-            owner.wait()
+            yield owner, dog
+    finally:
+        if dog:
+            kill_if_running(dog)
+
+
+def test_v2_group_is_restored_and_removed_when_its_owner_is_killed(tmp_path):
+    group = fake_v2(tmp_path / "vrange-run-1")
+    with owner_and_watchdog(group) as (owner, dog):
+        # Out of the owner's session and process group (no Ctrl-C, no
+        # hang-up reaches it), nothing of its output held.
+        assert os.getsid(dog) == dog != os.getsid(owner.pid)
+        assert {os.readlink(f"/proc/{dog}/fd/{fd}") for fd in (0, 1, 2)} == {os.devnull}
+        ignored = 1 << signal.SIGINT - 1 | 1 << signal.SIGHUP - 1
+        assert wait_until(lambda: int(status_field(dog, "SigIgn"), 16) & ignored == ignored)
+        time.sleep(0.2)
+        assert (group / "memory.max").read_text() == str(HARD)   # untouched while it lives
+        os.kill(owner.pid, signal.SIGKILL)
+        owner.wait()
         assert wait_until(lambda: (group / "memory.high").read_text() == "max"), \
             "the watchdog did not restore the group"
         assert (group / "memory.max").read_text() == str(LIMIT)
@@ -161,27 +173,17 @@ def test_v2_group_is_restored_and_removed_when_its_owner_is_killed(tmp_path):
             f.unlink()
         assert wait_until(lambda: not group.exists()), "the watchdog did not remove the group"
         assert wait_until(lambda: not running(dog)), "the watchdog did not exit"
-    finally:
-        if dog:
-            kill_if_running(dog)
 
 
 def test_watchdog_told_done_exits_at_once_touching_nothing(tmp_path):
     group = fake_v2(tmp_path / "vrange-run-1")
-    dog = None
-    try:
-        with spawned([sys.executable, "-c", OWNER, group, LIMIT], stdin=subprocess.PIPE,
-                     stdout=subprocess.PIPE, cwd=ROOT) as owner:
-            dog = int(owner.stdout.next())
-            owner.send("\n")
-            owner.stdout.until("done")
-            assert not running(dog)       # done() waited for it
-        assert (group / "memory.max").read_text() == str(HARD)
-        assert (group / "memory.high").read_text() == str(HIGH)
-        assert (group / "cgroup.procs").exists()
-    finally:
-        if dog:
-            kill_if_running(dog)
+    with owner_and_watchdog(group) as (owner, dog):
+        owner.send("\n")
+        owner.stdout.until("done")
+        assert not running(dog)       # done() waited for it
+    assert (group / "memory.max").read_text() == str(HARD)
+    assert (group / "memory.high").read_text() == str(HIGH)
+    assert (group / "cgroup.procs").exists()
 
 
 # --- vrange-run's side -----------------------------------------------------------

@@ -415,19 +415,23 @@ static int add_run(struct runs *r, uint64_t from, uint64_t to)
     return 0;
 }
 
-static int visit_discardable(void *ctx, uint64_t addr, uint64_t entry)
+/* Page `addr` is in (`in`) or out of the runs being built: open or close one. */
+static int track_run(struct runs *r, uint64_t addr, int in)
 {
-    struct runs *r = ctx;
-    const uint64_t want = (1ull << 63) | (1ull << 56);   /* present, exclusive */
-    int ok = (entry & want) == want;
-    if (ok && !r->open) {
+    if (in && !r->open) {
         r->open = 1;
         r->open_at = addr;
-    } else if (!ok && r->open) {
+    } else if (!in && r->open) {
         r->open = 0;
         return add_run(r, r->open_at, addr);
     }
     return 0;
+}
+
+static int visit_discardable(void *ctx, uint64_t addr, uint64_t entry)
+{
+    const uint64_t want = (1ull << 63) | (1ull << 56);   /* present, exclusive */
+    return track_run(ctx, addr, (entry & want) == want);
 }
 
 /* Runs of pages in [start, end) that are present and exclusively mapped
@@ -474,24 +478,15 @@ struct vr_page_region { uint64_t start, end, categories; };
 
 static int visit_missing(void *ctx, uint64_t addr, uint64_t entry)
 {
-    struct runs *r = ctx;
-    int missing = !(entry >> 63);
-    if (missing && !r->open) {
-        r->open = 1;
-        r->open_at = addr;
-    } else if (!missing && r->open) {
-        r->open = 0;
-        return add_run(r, r->open_at, addr);
-    }
-    return 0;
+    return track_run(ctx, addr, !(entry >> 63));
 }
 
-/* Runs of mapped pages in [start, end) that are not present (never touched,
- * or discarded), by PAGEMAP_SCAN (Linux 6.7+) or else by reading the
- * pagemap.  Unmapped addresses are left out by PAGEMAP_SCAN only: pass a
- * range that is mapped.  Writes up to `max_runs` (start, end) pairs to
- * `out`; returns the number of runs, or -errno. */
-int vr_missing_runs(int pagemap_fd, uint64_t start, uint64_t end, uint64_t *out, int max_runs)
+/* Runs of [start, end) whose pages fall in the categories `mask` (each bit
+ * in `inverted` negated), by the kernel's page-table walk (PAGEMAP_SCAN,
+ * Linux 6.7+).  Writes up to `max_runs` (start, end) pairs to `out`;
+ * returns the number of runs, or -errno (-ENOTTY/-EINVAL: no PAGEMAP_SCAN). */
+static int scan_runs(int pagemap_fd, uint64_t start, uint64_t end, uint64_t mask,
+                     uint64_t inverted, uint64_t *out, int max_runs)
 {
     struct vr_page_region vec[256];
     int n = 0;
@@ -500,18 +495,10 @@ int vr_missing_runs(int pagemap_fd, uint64_t start, uint64_t end, uint64_t *out,
         struct vr_pm_scan_arg arg = {
             .size = sizeof arg, .start = at, .end = end,
             .vec = (uint64_t)(uintptr_t)vec, .vec_len = 256,
-            .category_mask = VR_PAGE_IS_PRESENT,
-            .category_inverted = VR_PAGE_IS_PRESENT,
+            .category_mask = mask, .category_inverted = inverted,
             .return_mask = VR_PAGE_IS_PRESENT,
         };
         int got = ioctl(pagemap_fd, VR_PAGEMAP_SCAN, &arg);
-        if (got < 0 && (errno == ENOTTY || errno == EINVAL) && at == start) {
-            struct runs r = { out, max_runs, 0, 0, 0 };
-            int rc = scan_pagemap(pagemap_fd, start, end, visit_missing, &r);
-            if (!rc && r.open)
-                rc = add_run(&r, r.open_at, end);
-            return rc ? rc : r.n;
-        }
         if (got < 0)
             return -errno;
         for (int i = 0; i < got; i++) {
@@ -528,6 +515,25 @@ int vr_missing_runs(int pagemap_fd, uint64_t start, uint64_t end, uint64_t *out,
         if (arg.walk_end <= at)
             return -EIO;
         at = arg.walk_end;
+    }
+    return n;
+}
+
+/* Runs of mapped pages in [start, end) that are not present (never touched,
+ * or discarded), by PAGEMAP_SCAN or else by reading the pagemap.
+ * Unmapped addresses are left out by PAGEMAP_SCAN only: pass a range that
+ * is mapped.  Writes up to `max_runs` (start, end) pairs to `out`; returns
+ * the number of runs, or -errno. */
+int vr_missing_runs(int pagemap_fd, uint64_t start, uint64_t end, uint64_t *out, int max_runs)
+{
+    int n = scan_runs(pagemap_fd, start, end, VR_PAGE_IS_PRESENT, VR_PAGE_IS_PRESENT,
+                      out, max_runs);
+    if (n == -ENOTTY || n == -EINVAL) {   /* before Linux 6.7: read the pagemap */
+        struct runs r = { out, max_runs, 0, 0, 0 };
+        int rc = scan_pagemap(pagemap_fd, start, end, visit_missing, &r);
+        if (!rc && r.open)
+            rc = add_run(&r, r.open_at, end);
+        return rc ? rc : r.n;
     }
     return n;
 }
@@ -539,34 +545,6 @@ int vr_missing_runs(int pagemap_fd, uint64_t start, uint64_t end, uint64_t *out,
 int vr_resident_runs(int pagemap_fd, uint64_t start, uint64_t end, uint64_t *out,
                      int max_runs)
 {
-    struct vr_page_region vec[256];
-    int n = 0;
-    uint64_t at = start;
-    while (at < end) {
-        struct vr_pm_scan_arg arg = {
-            .size = sizeof arg, .start = at, .end = end,
-            .vec = (uint64_t)(uintptr_t)vec, .vec_len = 256,
-            .category_mask = VR_PAGE_IS_PRESENT | VR_PAGE_IS_PFNZERO,
-            .category_inverted = VR_PAGE_IS_PFNZERO,
-            .return_mask = VR_PAGE_IS_PRESENT,
-        };
-        int got = ioctl(pagemap_fd, VR_PAGEMAP_SCAN, &arg);
-        if (got < 0)
-            return -errno;
-        for (int i = 0; i < got; i++) {
-            if (n && out[2 * n - 1] == vec[i].start) {   /* split at a chunk edge */
-                out[2 * n - 1] = vec[i].end;
-                continue;
-            }
-            if (n == max_runs)
-                return -ENOBUFS;
-            out[2 * n] = vec[i].start;
-            out[2 * n + 1] = vec[i].end;
-            n++;
-        }
-        if (arg.walk_end <= at)
-            return -EIO;
-        at = arg.walk_end;
-    }
-    return n;
+    return scan_runs(pagemap_fd, start, end, VR_PAGE_IS_PRESENT | VR_PAGE_IS_PFNZERO,
+                     VR_PAGE_IS_PFNZERO, out, max_runs);
 }

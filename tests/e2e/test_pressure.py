@@ -286,7 +286,7 @@ def test_the_group_never_goes_past_size_while_anything_volatile_is_left(build, t
     # v1 charges up to a page past a limit where an allocation may not wait
     # (seen: SIZE + 4 KiB); the old margin let the group reach SIZE + 16 MiB.
     assert pressure["group_peak"] <= limit_mib * MiB + 4096, pressure
-    assert f"peak usage" in proc.stderr and f"of the {limit_mib}.0 MiB limit" in proc.stderr
+    assert "peak usage" in proc.stderr and f"of the {limit_mib}.0 MiB limit" in proc.stderr
     assert not leftover_cgroups()
 
 

@@ -185,19 +185,22 @@ def siginfo_addr(tid):
     return _pt.ptrace_getsiginfo(tid)._sigfault._addr or 0
 
 
+def _sigmask(request, tid, value=0):
+    mask = ctypes.c_uint64(value)
+    _pt.ptrace(request, tid, ctypes.sizeof(mask), ctypes.addressof(mask))
+    return mask.value
+
+
 @translated
 def getsigmask(tid):
     """The stopped task's blocked-signal mask (a 64-bit int)."""
-    mask = ctypes.c_uint64()
-    _pt.ptrace(PTRACE_GETSIGMASK, tid, ctypes.sizeof(mask), ctypes.addressof(mask))
-    return mask.value
+    return _sigmask(PTRACE_GETSIGMASK, tid)
 
 
 @translated
 def setsigmask(tid, value):
     """Set the stopped task's blocked-signal mask (SIGKILL/SIGSTOP stay unblocked)."""
-    mask = ctypes.c_uint64(value)
-    _pt.ptrace(PTRACE_SETSIGMASK, tid, ctypes.sizeof(mask), ctypes.addressof(mask))
+    _sigmask(PTRACE_SETSIGMASK, tid, value)
 
 
 def resume(stop):
