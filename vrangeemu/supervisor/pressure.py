@@ -89,6 +89,9 @@ class _UsageSource:
     def exhausted(self):
         pass
 
+    def nothing_to_purge(self):
+        self.exhausted()
+
     def still_paused(self):
         pass
 
@@ -135,6 +138,15 @@ class CgroupSource(_UsageSource):
                 self.enforced = False
             return 0
         return need
+
+    def nothing_to_purge(self):
+        """Over the high mark with nothing volatile left.  v1 (held at SIZE):
+        the kernel decides only once a task is stuck at the limit, as its
+        OOM killer would; meanwhile the program may mark memory volatile
+        again.  Elsewhere the limit is enforced now."""
+        if self.owned and self.cgroup.version == 1 and not self.cgroup.under_oom():
+            return
+        self.exhausted()
 
     def still_paused(self):
         """After a purge was asked for: tasks still paused at the limit (no
@@ -260,6 +272,9 @@ class PsiSource:
 
     def exhausted(self):
         pass
+
+    def nothing_to_purge(self):
+        self.exhausted()
 
     def still_paused(self):
         pass

@@ -44,7 +44,7 @@ class PressureWatch:
             if self.purger.relieve(need):
                 self.source.still_paused()
             else:
-                self.source.exhausted()
+                self.source.nothing_to_purge()
 
     def close(self):
         self.source.close()
