@@ -64,7 +64,27 @@ class Readings:
         return dict(vars(self))
 
 
-class _UsageSource:
+class _Source:
+    """What the loop asks of every pressure source besides need() and
+    timeout(): by default nothing is held, so there is nothing to give back."""
+    fds = ()
+    prepares = False   # start purger threads early (a limit tasks pause at)
+
+    def exhausted(self):
+        """Nothing volatile is left to free."""
+
+    def nothing_to_purge(self):
+        """Over the mark with nothing volatile left."""
+        self.exhausted()
+
+    def still_paused(self):
+        """A purge was asked for: tasks may still be paused at a limit."""
+
+    def close(self):
+        pass
+
+
+class _UsageSource(_Source):
     """Bytes in use against a limit's watermarks: purge from the high mark
     down to the low one; poll fast only within reach of the high mark."""
 
@@ -75,7 +95,6 @@ class _UsageSource:
         self.readings = Readings(name, limit, self.high, self.low)
         self.fds = []
         self._usage = 0
-        self.prepares = False   # start purger threads early (a limit tasks pause at)
 
     def over(self, usage):
         """Record a reading; bytes to free (0 below the high mark)."""
@@ -85,18 +104,6 @@ class _UsageSource:
 
     def timeout(self):
         return BUSY_POLL if self._usage >= self.high // 2 else IDLE_POLL
-
-    def exhausted(self):
-        pass
-
-    def nothing_to_purge(self):
-        self.exhausted()
-
-    def still_paused(self):
-        pass
-
-    def close(self):
-        pass
 
 
 class CgroupSource(_UsageSource):
@@ -230,7 +237,7 @@ class BudgetSource(_UsageSource):
         return self.over(self.usage())
 
 
-class PsiSource:
+class PsiSource(_Source):
     """Memory stall time (PSI `some` total) growing fast: purge a slice.
 
     PSI says that tasks wait for memory, not how much memory: each time the
@@ -248,7 +255,6 @@ class PsiSource:
         self.threshold_us = threshold_us
         self.name = f"PSI {path}"
         self.fds = []
-        self.prepares = False
         self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         self._last = self._total()
         self._grown = 0
@@ -269,15 +275,6 @@ class PsiSource:
 
     def timeout(self):
         return BUSY_POLL * 5 if self._grown else IDLE_POLL
-
-    def exhausted(self):
-        pass
-
-    def nothing_to_purge(self):
-        self.exhausted()
-
-    def still_paused(self):
-        pass
 
     def close(self):
         os.close(self._fd)
