@@ -1,5 +1,7 @@
 """purge_runs: which pages a purge discards (pure)."""
-from vrangeemu.model.purge import purge_runs
+from hypothesis import given, strategies as st
+
+from vrangeemu.model.purge import clip_to_volatile, purge_runs
 from vrangeemu.model.ranges import VolatileRanges
 
 P = 4096
@@ -109,3 +111,20 @@ def test_a_full_range_with_a_blocked_page_is_passed_over_whole():
     plan, freed = choose_victims([a, b], 8 * P, no_page_2, blocked)
     assert a not in plan                                   # all or nothing: nothing
     assert plan[b] == [(0, 2 * P), (3 * P, 4 * P)] and freed == 3 * P
+
+
+@given(st.lists(st.tuples(st.integers(0, 40), st.integers(1, 8)), max_size=12),
+       st.lists(st.tuples(st.integers(0, 48), st.integers(1, 6)), max_size=6),
+       st.lists(st.booleans(), min_size=50, max_size=50))
+def test_one_scan_clipped_to_the_ranges_plans_what_a_question_per_range_plans(marks, purges,
+                                                                               resident):
+    r = VolatileRanges()
+    for start, n in marks:
+        r.mark(start * P, (start + n) * P)
+    for start, n in purges:
+        r.set_purged(start * P, (start + n) * P)
+    runs = as_runs(resident, 0)
+
+    def discardable(lo, hi):
+        return [(max(s, lo), min(e, hi)) for s, e in runs if s < hi and lo < e]
+    assert clip_to_volatile(r, runs) == sorted(purge_runs(r, discardable))

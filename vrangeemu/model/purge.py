@@ -61,8 +61,32 @@ def subtract(runs, cuts):
 
 
 def purge_runs(ranges, discardable):
-    """Every run of every range of one space (the SIGUSR1 purge)."""
+    """Every run of every range of one space (the SIGUSR1 purge): one
+    `discardable` question per range."""
     return [run for rng in ranges for run in range_runs(ranges, rng, discardable)]
+
+
+def clip_to_volatile(ranges, runs):
+    """The parts of sorted, disjoint `runs` (what may be discarded, found
+    by one scan of a whole span) that are volatile and not yet purged:
+    purge_runs for the answer of one scan, in O(r log n + k) for r runs,
+    whatever the number of ranges that have nothing resident.
+
+    >>> from vrangeemu.model.ranges import VolatileRanges
+    >>> r = VolatileRanges(); r.mark(0, 4 * PAGE); r.mark(8 * PAGE, 9 * PAGE)
+    >>> _ = r.set_purged(PAGE, 2 * PAGE)
+    >>> clip_to_volatile(r, [(0, 3 * PAGE), (7 * PAGE, 10 * PAGE)]) == [
+    ...     (0, PAGE), (2 * PAGE, 3 * PAGE), (8 * PAGE, 9 * PAGE)]
+    True
+    """
+    out = []
+    for start, end in runs:
+        for rng in ranges.overlapping(start, end):
+            for s, e in ranges.unpurged_intervals(rng):
+                s, e = max(s, start), min(e, end)
+                if s < e:
+                    out.append((s, e))
+    return out
 
 
 def choose_victims(spaces, need, discardable, blocked=None):

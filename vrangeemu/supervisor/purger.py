@@ -16,7 +16,8 @@ from ..linux import stub
 from ..linux.syscalls import SYS_CLOSE, SYS_MADVISE, SYS_USERFAULTFD
 from ..linux.uffd import SigbusTrap
 from ..linux.procfs import PM_PRESENT
-from ..model.purge import choose_victims, purge_runs, still_discardable, subtract
+from ..model.purge import (choose_victims, clip_to_volatile, purge_runs, still_discardable,
+                           subtract)
 from ..model.trap import spans_to_trap
 from ..model.vma import ANON
 from ..observe.events import Purge
@@ -88,8 +89,7 @@ class Purger:
         is on its way)."""
         spaces = self.tasks.spaces()
         for space in spaces:   # what pressure found resident, for --stats
-            resident = sum(e - s for s, e in purge_runs(space.ranges,
-                                                          self.sharing.resident_scan(space)))
+            resident = sum(e - s for s, e in self._all_runs(space, space.memory.discardable))
             space.stats.resident_volatile_peak = max(space.stats.resident_volatile_peak,
                                                      resident)
         now = time.monotonic()
@@ -209,7 +209,7 @@ class Purger:
             return
         discardable = lambda lo, hi: self.sharing.discardable(space, lo, hi)   # noqa: E731
         if request.runs == "all":
-            plan = purge_runs(space.ranges, discardable)
+            plan = self._all_runs(space)
         else:   # planned earlier: only what is still volatile and resident
             plan = still_discardable(space.ranges, request.runs, discardable)
         if (plan and space.may_lock and self.fault != "no-lock-check"
@@ -243,6 +243,20 @@ class Purger:
             raise gone
 
     # --- the SIGBUS trap (what to register and fill: model.trap) ---------------------
+    def _all_runs(self, space, discardable=None):
+        """What a purge of every volatile page of `space` discards: with no
+        other traced space to share pages with, one scan of the span of its
+        ranges (its cost does not grow with ranges that hold nothing);
+        else one question per range to `discardable` (default: the
+        copy-on-write-aware one)."""
+        bounds = space.ranges.bounds()
+        if bounds is None:
+            return []
+        if self.sharing.alone(space):
+            return clip_to_volatile(space.ranges, space.memory.resident(*bounds))
+        return purge_runs(space.ranges, discardable or (
+            lambda lo, hi: self.sharing.discardable(space, lo, hi)))
+
     def _trap(self, space, plan):
         """Before the discard (no access may slip in between): purged pages
         of `plan` will fault.  Whole volatile ranges are registered, so a

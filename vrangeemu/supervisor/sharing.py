@@ -23,11 +23,6 @@ class Sharing:
         and the cheaper PAGEMAP_SCAN walk finds what may go."""
         return all(sp is space for sp in self.tasks.spaces())
 
-    def resident_scan(self, space):
-        """The function listing what a purge of `space` could discard:
-        resident runs when alone, exclusive resident runs otherwise."""
-        return space.memory.resident if self.alone(space) else space.memory.discardable
-
     def blocked(self, space, lo, hi):
         """True if a resident page of [lo, hi) must stay: shared copy-on-write
         with a process that still needs it (the zero page aside)."""
