@@ -132,14 +132,17 @@ class Session:
             ptrace.setsigmask(self.task.tid, ALL_SIGNALS)
             self._blocked = True
 
-    def _through_syscall(self, results):
-        """From registers loaded at the stub's `syscall` to its exit stop; the result."""
+    def _through_syscall(self, results, clones=None):
+        """From registers loaded at the stub's `syscall` to its exit stop; the
+        result.  With `clones`, the tids a clone made are added there."""
         tid, entered = self.task.tid, False
         for _ in range(MAX_STOPS):
             ptrace.syscall(tid)
-            stop = self._wait(results)
+            stop = self._wait(results, clones is not None)
             self._left_signal_path = True
-            if stop.kind == "syscall":
+            if stop.kind == "event":   # the clone's: its child's tid
+                clones.append(ptrace.eventmsg(tid))
+            elif stop.kind == "syscall":
                 if entered:
                     return ctypes.c_int64(ptrace.getregs(tid).rax).value
                 entered = True
@@ -155,30 +158,13 @@ class Session:
         session's mask)."""
         if self._stub is None:
             raise InjectionFailed("no stub page")
-        tid, child, entered = self.task.tid, 0, False
+        children = []
         self._load(self._stub + stub.CLONE_ENTRY, stub.SYS_CLONE,
                    (stub.CLONE_THREAD_FLAGS, 0, 0, 0, 0))
-        for _ in range(MAX_STOPS):
-            ptrace.syscall(tid)
-            stop = self._remote.stops.wait_for(tid)
-            if stop.ended:
-                raise _Died(stop, [])
-            self._left_signal_path = True
-            if stop.kind == "event" and stop.value == ptrace.EVENT_CLONE:
-                child = ptrace.eventmsg(tid)
-            elif stop.kind == "event":   # an exec by another thread
-                self._remote.stops.put_back(stop)
-                raise TaskGone(tid, "exec during a remote syscall")
-            elif stop.kind == "syscall" and entered:
-                result = ctypes.c_int64(ptrace.getregs(tid).rax).value
-                if result < 0 or not child:
-                    raise InjectionFailed(f"clone of a purger thread in {tid}: errno {-result}")
-                return child
-            elif stop.kind == "syscall":
-                entered = True
-            elif stop.kind == "signal":
-                self.held.append(stop.value)
-        raise InjectionFailed(f"thread {tid} did not run its injected clone")
+        result = self._through_syscall([], children)
+        if result < 0 or not children:
+            raise InjectionFailed(f"clone of a purger thread in {self.task.tid}: errno {-result}")
+        return children[0]
 
     def step_at(self, insn, nr, args, results=()):
         """Run one syscall by single-stepping over the `syscall` at `insn`:
@@ -200,10 +186,12 @@ class Session:
                 self.held.append(stop.value)
         raise InjectionFailed(f"thread {tid} did not run its injected syscall")
 
-    def _wait(self, results):
+    def _wait(self, results, clone_ok=False):
         stop = self._remote.stops.wait_for(self.task.tid)
         if stop.ended:
             raise _Died(stop, results)
+        if clone_ok and stop.kind == "event" and stop.value == ptrace.EVENT_CLONE:
+            return stop
         if stop.kind == "event":   # an exec by another thread took this tid over
             self._remote.stops.put_back(stop)
             raise TaskGone(self.task.tid, "exec during a remote syscall", results)
