@@ -43,6 +43,7 @@ from .tasks import TaskTable
 from .watch import PressureWatch
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+ERESTARTSYS, ERESTARTNOINTR = 512, 513   # the kernel's internal restart codes
 SI_KERNEL = 0x80   # si_code of signals the tty sends to the whole process group
 PAGE = 4096
 
@@ -358,7 +359,21 @@ class Supervisor:
             # delivered from its own stop to keep its siginfo, and the
             # interrupt's stop still follows.
             self.purger.run_at_stop(task)
+        if stop.kind == "signal" and self.listener:
+            self._restart_interrupted_call(task)
         ptrace.resume(stop)
+
+    def _restart_interrupted_call(self, task):
+        """A signal that comes before the supervisor takes up a vrange call
+        ends the call's wait with -ERESTARTSYS: without SA_RESTART the
+        program would get EINTR, which a kernel vrange (it never sleeps)
+        never returns.  At the signal-delivery stop, before the kernel looks
+        at the code, make it -ERESTARTNOINTR: the call is made again once
+        the handler returns, as if the signal had come just before it."""
+        regs = ptrace.getregs(task.tid)
+        if regs.orig_rax == self.profile.nr and regs.rax == (-ERESTARTSYS) & ((1 << 64) - 1):
+            regs.rax = (-ERESTARTNOINTR) & ((1 << 64) - 1)
+            ptrace.setregs(task.tid, regs)
 
     def _on_event(self, task, event):
         """fork/vfork/clone: adopt the new task; exec: new address space;
