@@ -251,8 +251,35 @@ int vr_notif_id_valid(int fd, uint64_t id)
     return ioctl(fd, SECCOMP_IOCTL_NOTIF_ID_VALID, &id) ? -errno : 0;
 }
 
+/* Write back the bytes of [addr, addr + n) that it holds: fails, writing
+ * nothing, where they cannot be written. */
+static int probe_writable(int pid, uint64_t addr, size_t n)
+{
+    char old[sizeof(int32_t)];
+    struct iovec local = { old, n };
+    struct iovec remote = { (void *)(uintptr_t)addr, n };
+    ssize_t got = process_vm_readv(pid, &local, 1, &remote, 1, 0);
+    if (got == (ssize_t)n)
+        got = process_vm_writev(pid, &local, 1, &remote, 1, 0);
+    if (got < 0 && errno == ESRCH)
+        return -ESRCH;
+    return got == (ssize_t)n ? 0 : -EFAULT;
+}
+
 int vr_write_i32(int pid, uint64_t addr, int32_t value)
 {
+    /* The kernel's put_user writes all 4 bytes or none.  process_vm_writev
+     * would write the part in the first page and then fail on the second:
+     * where the int straddles two pages, the second must take a write
+     * first.  (Writing back its bytes could undo a store another thread
+     * makes in that instant, to an int it passes as `purged`: not a real
+     * program's case.) */
+    uint64_t next_page = (addr | 4095) + 1;
+    if (next_page - addr < sizeof value) {
+        int rc = probe_writable(pid, next_page, sizeof value - (next_page - addr));
+        if (rc)
+            return rc;
+    }
     struct iovec local = { &value, sizeof value };
     struct iovec remote = { (void *)(uintptr_t)addr, sizeof value };
     ssize_t n = process_vm_writev(pid, &local, 1, &remote, 1, 0);

@@ -5,7 +5,8 @@
  * program.  Regions are named by a letter; offsets and lengths in pages.
  *
  *   map R PAGES KIND     KIND: anon | anon32 (below 4 GiB) | shared | file | ro |
- *                        locked (mlock after mmap) | maplocked (mmap MAP_LOCKED)
+ *                        locked (mlock after mmap) | maplocked (mmap MAP_LOCKED) |
+ *                        rotail (anon, bytes 0x5a, the last page then made read-only)
  *   fill R SEED [OFF N]  write a pattern derived from SEED into every page (or OFF..OFF+N)
  *   check R SEED [OFF N] print "check R good=G zero=Z bad=B" (pages; all or OFF..OFF+N)
  *   vol R OFF N [ARG]    mark volatile (ARG: flags / behavior, default 0)
@@ -13,6 +14,8 @@
  *   raw R BYTEOFF LEN MODE A3 A4   raw syscall at region R + BYTEOFF (R '-': BYTEOFF is
  *                        an absolute address); numbers in any C base
  *   badptr vol|nonvol R OFF N   call with a read-only `purged` pointer
+ *   nonvolat R OFF N P BYTEOFF  mark nonvolatile with `purged` at region P + BYTEOFF,
+ *                        then print "at P BYTEOFF bytes=HHHHHHHH" (the 4 bytes there)
  *   unmap R OFF N        punch a hole
  *   dontneed R OFF N     madvise(MADV_DONTNEED): the program frees pages itself
  *   mlock R OFF N
@@ -105,7 +108,7 @@ int main(void)
     char op[32], name[4], kind[16];
     while (scanf("%31s", op) == 1) {
         int r;
-        size_t off, n;
+        size_t off, n, at_off;
         long arg = 0;
         int purged = -1;
         if (!strcmp(op, "map") && scanf("%3s %zu %15s", name, &n, kind) == 3) {
@@ -129,6 +132,11 @@ int main(void)
             region_pages[r] = n;
             if (!strcmp(kind, "locked") && mlock(region[r], n * PAGE))
                 return 4;
+            if (!strcmp(kind, "rotail")) {
+                memset(region[r], 0x5a, n * PAGE);
+                if (mprotect(region[r] + (n - 1) * PAGE, PAGE, PROT_READ))
+                    return 4;
+            }
             printf("mapped %c\n", name[0]);
         } else if (!strcmp(op, "fill") && scanf("%3s %ld", name, &arg) == 2) {
             r = name[0] - 'A';
@@ -193,6 +201,14 @@ int main(void)
             long ret = call((unsigned long)(region[r] + off * PAGE), n * PAGE,
                             strcmp(kind, "vol") ? VRANGE_NONVOLATILE : VRANGE_VOLATILE, 0, ro);
             report(ret, purged);
+        } else if (!strcmp(op, "nonvolat") &&
+                   scanf("%3s %zu %zu %3s %zu", name, &off, &n, kind, &at_off) == 5) {
+            unsigned char *at = (unsigned char *)region[kind[0] - 'A'] + at_off;
+            r = name[0] - 'A';
+            long ret = call((unsigned long)(region[r] + off * PAGE), n * PAGE,
+                            VRANGE_NONVOLATILE, 0, (int *)at);
+            report(ret, purged);
+            printf("at %c %zu bytes=%02x%02x%02x%02x\n", kind[0], at_off, at[0], at[1], at[2], at[3]);
         } else if (!strcmp(op, "unmap") && scanf("%3s %zu %zu", name, &off, &n) == 3) {
             r = name[0] - 'A';
             munmap(region[r] + off * PAGE, n * PAGE);

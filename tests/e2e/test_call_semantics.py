@@ -162,3 +162,26 @@ def test_a_signal_never_makes_a_call_fail_with_eintr(build, trap, fastpath, monk
     signals = int(proc.stdout.split("signals=")[1])
     assert signals > 100, proc.stdout   # the signals really came meanwhile
     assert proc.returncode == 0
+
+
+@pytest.mark.parametrize("abi", BYTES_ABIS)
+def test_a_purged_pointer_straddling_into_a_read_only_page_writes_nothing(script, abi):
+    # Bytes 4094-4097 of P: two writable, two read-only.  The kernel's
+    # put_user writes all four or none; 2 bytes used to be written.
+    out = script(abi).run("map P 2 rotail\nmap A 2 anon\nfill A 1\nvol A 0 2\n"
+                          "nonvolat A 0 2 P 4094\ncheck A 1\n")
+    assert out.calls[1]["errno"] == errno.EFAULT
+    assert "at P 4094 bytes=5a5a5a5a" in out.text
+    assert purged_answer(abi, out.calls[0], 2 * PAGE) == 0 and out.checks["A"]["good"] == 2
+
+
+@pytest.mark.parametrize("trap", ["notify", "ptrace"])
+@pytest.mark.parametrize("offset", [8, PAGE - 2])   # in one purged page; across two
+def test_a_purged_pointer_inside_the_purged_range_it_repins_is_written(script, trap, offset):
+    # The kernel re-pins, then writes *purged: the pages are ordinary zeros
+    # by then.  Until the fix the write met the SIGBUS trap: EFAULT.
+    out = script("native", "--trap", trap).run(
+        f"map A 4 anon\nfill A 1\nvol A 0 4\npurge\nnonvolat A 0 4 A {offset}\ncheck A 1\n")
+    assert out.calls[1] == dict(ret=4 * PAGE, errno=0, purged=-1)
+    assert f"at A {offset} bytes=01000000" in out.text   # *purged == 1
+    assert out.checks["A"] == dict(good=0, zero=3, bad=1)

@@ -24,6 +24,9 @@ class Answer(NamedTuple):
     # (start, end) the call changed, for what follows a call (--check-access).
     span: Optional[tuple] = None
     call: Optional[Call] = None           # the decoded call (None: not decoded)
+    # (addr, value) of a `purged` write left until the re-pin is done: the
+    # pointer lies in trapped pages this call re-pins (write_after_repin).
+    purged_write: Optional[tuple] = None
 
     @property
     def repinned(self):
@@ -58,13 +61,35 @@ def serve(space, profile, args, write_purged):
         return _refuse(space, call, err)
     stop = call.start + processed
     purged = not volatile and space.ranges.is_purged(call.start, stop)
-    if call.purged_ptr and write_purged(call.purged_ptr, int(purged)):
-        return _refuse(space, call, errno.EFAULT)
+    later = None
+    if call.purged_ptr:
+        if not volatile and _in_trap_repinned(space, call.purged_ptr, call.start, stop):
+            later = (call.purged_ptr, int(purged))
+        elif write_purged(call.purged_ptr, int(purged)):
+            return _refuse(space, call, errno.EFAULT)
 
     def commit():
         apply(space, volatile, call.start, stop, call.partial, purged)
     return Answer(profile.encode(call, Reply(processed, purged)), 0, commit,
-                  (call.start, stop) if purged else None, (call.start, stop), call)
+                  (call.start, stop) if purged else None, (call.start, stop), call, later)
+
+
+def _in_trap_repinned(space, ptr, start, stop):
+    """`ptr`'s int lies in SIGBUS-trapped pages that [start, stop) re-pins,
+    and they can be written: the kernel re-pins before it writes *purged,
+    so that write succeeds once the trap there has ended."""
+    return (start <= ptr and ptr + 4 <= stop and space.trapped.overlapping(ptr, ptr + 4)
+            and space.memory.writable(ptr, 4))
+
+
+def write_after_repin(answer, space, write_purged):
+    """Do the `purged` write serve() left for after the re-pin (the trap of
+    the re-pinned span has ended); EFAULT if it still fails (the program
+    unmapped or protected the page in between: the purged pages then read
+    as zeros, not SIGBUS, while the range stays volatile)."""
+    if answer.purged_write and write_purged(*answer.purged_write):
+        return _refuse(space, answer.call, errno.EFAULT)
+    return answer
 
 
 def apply(space, volatile, start, stop, partial=False, purged=False):

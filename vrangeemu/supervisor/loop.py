@@ -32,7 +32,7 @@ from ..linux.process import SignalFd, write_i32
 from ..linux.spawn import SetupError, start
 from ..model.policy import PurgePolicy
 from ..observe.events import SAMPLE_EVERY, VERSION, Call, EventBus, Sample, Sigbus, Start
-from .calls import Answer, serve
+from .calls import Answer, serve, write_after_repin
 from .checks import Checker
 from .detach import abandon
 from .native_calls import NativeCalls
@@ -269,8 +269,6 @@ class Supervisor:
                 return errno.ESRCH
             return write_i32(tid, addr, value)
         answer = self._serve(space, tid, args, write_purged)
-        if answer.repinned:
-            self.purger.unpin(space, answer.repinned)
         if self.listener.send(notif_id, answer.value, answer.error) and answer.commit:
             answer.commit()
             if answer.repinned_purged:
@@ -278,12 +276,16 @@ class Supervisor:
             self._emit_call(space, tid, answer)
 
     def _serve(self, space, tid, args, write_purged):
+        """The answer to one call; a re-pin's trap has ended when it returns."""
         try:
-            return serve(space, self.profile, args, write_purged)
+            answer = serve(space, self.profile, args, write_purged)
         except OSError as exc:
             # /proc vanished under us: the caller is exiting (or exec'd).
             self.log(f"call from {tid} not served: {exc}")
             return Answer(0, errno.ENOMEM, None)
+        if answer.repinned:
+            self.purger.unpin(space, answer.repinned)
+        return write_after_repin(answer, space, write_purged)
 
     def _on_seccomp_stop(self, task):
         """ptrace trap mode: the task is stopped at its vrange call; the real
@@ -302,8 +304,6 @@ class Supervisor:
         else:
             answer = self._serve(task.space, task.tid, args,
                                  lambda addr, value: write_i32(task.tid, addr, value))
-            if answer.repinned:
-                self.purger.unpin(task.space, answer.repinned)
         regs.orig_rax = (1 << 64) - 1   # skip the real syscall; rax is the result
         regs.rax = (answer.value if not answer.error else -answer.error) & ((1 << 64) - 1)
         ptrace.setregs(task.tid, regs)
