@@ -19,6 +19,7 @@
  *   unmap R OFF N        punch a hole
  *   dontneed R OFF N     madvise(MADV_DONTNEED): the program frees pages itself
  *   mlock R OFF N
+ *   mprotect R OFF N r|rw|none
  *   mlockall             mlockall(MCL_CURRENT | MCL_FUTURE)
  *   munlockall
  *   fork-pin R           fork a child that re-pins its copy of R and keeps it
@@ -31,6 +32,7 @@
  *   touch R OFF          read one byte of page OFF: "touched R OFF value=V"
  *   sysread R OFF        read(2) from /dev/zero into page OFF (a syscall touching it)
  *   rss                  print "rss KB"
+ *   perm R OFF           print "perm R OFF PERMS" (the mapping's rwxp from /proc/self/maps)
  *
  * Each vrange call prints: "ret=R errno=E purged=P" (purged -1 if untouched).
  */
@@ -216,6 +218,12 @@ int main(void)
             r = name[0] - 'A';
             if (madvise(region[r] + off * PAGE, n * PAGE, MADV_DONTNEED))
                 return 4;
+        } else if (!strcmp(op, "mprotect") &&
+                   scanf("%3s %zu %zu %15s", name, &off, &n, kind) == 4) {
+            int prot = !strcmp(kind, "rw") ? PROT_READ | PROT_WRITE
+                       : !strcmp(kind, "r") ? PROT_READ : PROT_NONE;
+            if (mprotect(region[name[0] - 'A'] + off * PAGE, n * PAGE, prot))
+                return 4;
         } else if (!strcmp(op, "mlock") && scanf("%3s %zu %zu", name, &off, &n) == 3) {
             r = name[0] - 'A';
             if (mlock(region[r] + off * PAGE, n * PAGE))
@@ -284,6 +292,16 @@ int main(void)
             if (zero < 0)
                 zero = open("/dev/zero", O_RDONLY);
             report(read(zero, region[name[0] - 'A'] + off * PAGE, 64), purged);
+        } else if (!strcmp(op, "perm") && scanf("%3s %zu", name, &off) == 2) {
+            unsigned long at = (unsigned long)region[name[0] - 'A'] + off * PAGE, lo, hi;
+            char perms[8] = "none", line[512];
+            FILE *maps = fopen("/proc/self/maps", "r");
+            while (maps && fgets(line, sizeof line, maps))
+                if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) == 3 && lo <= at && at < hi)
+                    break;
+            if (maps)
+                fclose(maps);
+            printf("perm %c %zu %s\n", name[0], off, perms);
         } else if (!strcmp(op, "rss")) {
             printf("rss %ld\n", rss_kb());
         } else {

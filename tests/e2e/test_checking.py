@@ -100,3 +100,18 @@ def test_checked_cache_still_fits_its_memory_limit(build):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert re.search(r"rebuilt=[1-9]\d* .*bad=0 hot_bad=0", proc.stdout), proc.stdout
     assert "0 volatile access violation(s)" in summary(proc.stderr)
+
+
+def test_check_access_gives_a_repinned_range_back_the_protection_it_had(script):
+    # R: read-only, W: read-write, X: a read-only page, then a read-write
+    # one, marked as one volatile range.  A re-pin used to make all rw-.
+    out = script("native", "--check-access", "report").run(
+        "map R 2 ro\nmap W 2 anon\nmap X 2 anon\nmprotect X 0 1 r\n"
+        "vol R 0 2\nvol W 0 2\nvol X 0 2\nperm R 0\nperm X 1\n"
+        "nonvol R 0 2\nnonvol W 0 2\nnonvol X 0 2\n"
+        "perm R 0\nperm R 1\nperm W 0\nperm X 0\nperm X 1\n")
+    perms = re.findall(r"perm (\w \d) (\S+)", out.text)
+    assert perms[:2] == [("R 0", "---p"), ("X 1", "---p")]   # PROT_NONE while volatile
+    assert perms[2:] == [("R 0", "r--p"), ("R 1", "r--p"), ("W 0", "rw-p"),
+                         ("X 0", "r--p"), ("X 1", "rw-p")]
+    assert all(call["errno"] == 0 for call in out.calls)

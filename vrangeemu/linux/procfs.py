@@ -100,6 +100,27 @@ class ProcessMemory:
             addr = vma_end
         return out
 
+    def protections(self, start, end):
+        """[(start, end, prot)] of the mappings meeting [start, end), clipped,
+        prot as mprotect takes it (PROT_READ 1 | PROT_WRITE 2 | PROT_EXEC 4)."""
+        out = []
+        if self._has_query:
+            q = ffi.new("struct vr_vma *")
+            at = start
+            while at < end and lib.vr_vma_query(self._maps, at, q, ffi.NULL, 0) == 0:
+                if q.vma_start >= end:
+                    break
+                out.append((max(q.vma_start, start), min(q.vma_end, end), q.vma_flags & 7))
+                at = q.vma_end
+            return out
+        for m in self._maps_lines():
+            lo, hi = int(m.group(1), 16), int(m.group(2), 16)
+            if lo < end and hi > start:
+                perms = m.group(3)
+                prot = (perms[0] == "r") | (perms[1] == "w") << 1 | (perms[2] == "x") << 2
+                out.append((max(lo, start), min(hi, end), prot))
+        return out
+
     def writable(self, addr, n):
         """Every page of [addr, addr + n) is mapped with write permission."""
         at, end = addr, addr + n

@@ -28,7 +28,7 @@ from ..observe.events import Violation as ViolationEvent
 from .remote import InjectionFailed
 
 PROT_NONE = 0
-PROT_RW = 3
+PROT_RW = 3   # a faulting page with no saved protection (should not happen)
 PAGE = 4096
 EXIT_VIOLATION = 66   # the program touched volatile memory (documented in --help)
 MARKED_AT_KEPT = 1 << 16   # marking times kept before those of gone ranges are dropped
@@ -80,8 +80,7 @@ class Checker:
                 self._note_marked(space, start, end)
                 purge += self.policy.on_volatile(id(space), start, end)
             if self.check_access != "off":
-                prot = PROT_NONE if answer.call.mode == VOLATILE else PROT_RW
-                protect.append((SYS_MPROTECT, (start, end - start, prot)))
+                protect = self._protections(space, answer.call.mode == VOLATILE, start, end)
         if not protect and not purge:
             return 0
         self.remote.step_out(task)   # may swallow a PTRACE_INTERRUPT: see the end
@@ -96,6 +95,15 @@ class Checker:
         elif self.purger.due(task):   # a purge asked for meanwhile: we are at a boundary now
             self.purger.run_at_stop(task)
         return 0
+
+    @staticmethod
+    def _protections(space, volatile, start, end):
+        """The mprotect calls of a marked or re-pinned span: PROT_NONE
+        while volatile; a re-pin gives each page the protection it had."""
+        if volatile:
+            space.saved_prot.save(space.memory.protections(start, end))
+            return [(SYS_MPROTECT, (start, end - start, PROT_NONE))]
+        return [(SYS_MPROTECT, (s, e - s, prot)) for s, e, prot in space.saved_prot.take(start, end)]
 
     def _note_marked(self, space, start, end):
         for r in space.ranges.overlapping(start, end):
@@ -140,8 +148,9 @@ class Checker:
         # report: as if that page had been re-pinned, then run the access again
         space.ranges.unmark(page, page + PAGE)
         self.purger.unpin(space, (page, page + PAGE))
+        restore = space.saved_prot.take(page, page + PAGE) or [(page, page + PAGE, PROT_RW)]
         try:
-            self.remote.run(task, [(SYS_MPROTECT, (page, PAGE, PROT_RW))])
+            self.remote.run(task, [(SYS_MPROTECT, (s, e - s, prot)) for s, e, prot in restore])
         except InjectionFailed:
             return False   # cannot re-pin it: the program gets its SIGSEGV
         ptrace.cont(task.tid, 0)

@@ -424,6 +424,7 @@ class Supervisor:
             for space in spaces:
                 space.ranges._check()
                 space.trapped._check(space.ranges)
+                space.saved_prot._check()
         except AssertionError as exc:
             raise InvariantError(f"supervisor invariant broken: {exc}") from exc
 

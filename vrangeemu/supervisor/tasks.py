@@ -11,6 +11,7 @@ from ..linux.procfs import ProcessMemory
 from ..linux.process import same_mm
 from ..model.ranges import VolatileRanges
 from ..model.space import AddressSpace
+from ..model.protections import SavedProtections
 from ..model.trap import TrappedSpans
 from ..observe.events import Clone, Exec, Exit, Fork, SpaceEnd
 
@@ -48,14 +49,16 @@ class TracedSpace:
     slot in the native loop's mirror (-1: none); `purge`: the pending
     purge.PurgeRequest or None; `stub`: address of the remote-syscall stub
     page mapped into the program (0: none yet); `purger`: the Task of its
-    purger thread, or None.  The model's fields read through."""
+    purger thread, or None; `saved_prot`: the protections --check-access
+    took (model.protections).  The model's fields read through."""
     __slots__ = ("model", "memory", "may_lock", "trap", "trapped", "trap_warned", "slot",
-                 "purge", "stub", "purger")
+                 "purge", "stub", "purger", "saved_prot")
 
     def __init__(self, model, memory, may_lock=True, stub=0):
         self.model, self.memory, self.may_lock = model, memory, may_lock
         self.trap, self.trapped, self.trap_warned = None, TrappedSpans(), False
         self.slot, self.purge, self.stub, self.purger = -1, None, stub, None
+        self.saved_prot = SavedProtections()
 
     tgid = property(lambda self: self.model.tgid)
     name = property(lambda self: self.model.name)
@@ -132,6 +135,7 @@ class TaskTable:
         if not shares_mm:
             model = space.model.fork(tid, inherit=self.fork_inherit)
             space = self._register(model, ProcessMemory(tid), stub=space.stub)   # mapped in both
+            space.saved_prot = parent.space.saved_prot.copy()   # PROT_NONE in both too
             self.log(f"fork: {parent.tid} -> {tid}, {len(space.ranges)} ranges inherited")
         kind = Fork if space is not parent.space else Clone
         self.bus.emit(kind(parent=parent.space.tgid, pid=space.tgid, tid=tid,
