@@ -36,6 +36,7 @@
 struct slot {
     int maps_fd;        /* -1: slot unused */
     int lock_check;
+    int repin_all;      /* every NONVOLATILE needs Python (a purge is under way) */
     int npurged;
     int cap;
     uint64_t *purged;   /* npurged (start, end) pairs, sorted, disjoint */
@@ -71,12 +72,13 @@ int vr_fast_slot(int slot, int maps_fd, int lock_check)
         if (!grown)
             return -ENOMEM;
         for (int i = nslots; i < n; i++)
-            grown[i] = (struct slot){ -1, 0, 0, 0, NULL };
+            grown[i] = (struct slot){ -1, 0, 0, 0, 0, NULL };
         slots = grown;
         nslots = n;
     }
     slots[slot].maps_fd = maps_fd;
     slots[slot].lock_check = lock_check;
+    slots[slot].repin_all = 0;
     slots[slot].npurged = 0;
     return 0;
 }
@@ -91,6 +93,12 @@ void vr_fast_set_lock_check(int slot, int on)
 {
     if (slot >= 0 && slot < nslots)
         slots[slot].lock_check = on;
+}
+
+void vr_fast_set_repin_all(int slot, int on)
+{
+    if (slot >= 0 && slot < nslots)
+        slots[slot].repin_all = on;
 }
 
 int vr_fast_set_purged(int slot, const uint64_t *runs, int n)
@@ -108,6 +116,107 @@ int vr_fast_set_purged(int slot, const uint64_t *runs, int n)
     memcpy(s->purged, runs, 2 * n * sizeof *runs);
     s->npurged = n;
     return 0;
+}
+
+static int reserve(struct slot *s, int n)
+{
+    if (n <= s->cap)
+        return 0;
+    int cap = n < 2 * s->cap ? 2 * s->cap : n;
+    uint64_t *grown = realloc(s->purged, 2 * (size_t)cap * sizeof *grown);
+    if (!grown)
+        return -ENOMEM;
+    s->purged = grown;
+    s->cap = cap;
+    return 0;
+}
+
+/* The first run of `s` whose end is >= start (touching runs join). */
+static int first_reaching(const struct slot *s, uint64_t start)
+{
+    int lo = 0, hi = s->npurged;
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (s->purged[2 * mid + 1] >= start)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return lo;
+}
+
+/* Join `n` runs (sorted or not) into a slot's runs: what a purge adds
+ * (pages discarded, spans trapped), at a cost of the runs moved, not of a
+ * push of every run. */
+int vr_fast_add_purged(int slot, const uint64_t *runs, int n)
+{
+    if (slot < 0 || slot >= nslots)
+        return -EINVAL;
+    struct slot *s = &slots[slot];
+    for (int k = 0; k < n; k++) {
+        uint64_t start = runs[2 * k], end = runs[2 * k + 1];
+        if (start >= end)
+            continue;
+        int i = first_reaching(s, start), j = i;
+        while (j < s->npurged && s->purged[2 * j] <= end) {   /* overlapping or touching */
+            start = s->purged[2 * j] < start ? s->purged[2 * j] : start;
+            end = s->purged[2 * j + 1] > end ? s->purged[2 * j + 1] : end;
+            j++;
+        }
+        if (j == i && reserve(s, s->npurged + 1))
+            return -ENOMEM;
+        int shift = 1 - (j - i);   /* runs [i, j) become one */
+        memmove(&s->purged[2 * (j + shift)], &s->purged[2 * j],
+                2 * (size_t)(s->npurged - j) * sizeof *s->purged);
+        s->npurged += shift;
+        s->purged[2 * i] = start;
+        s->purged[2 * i + 1] = end;
+    }
+    return 0;
+}
+
+/* Cut [start, end) out of a slot's runs: a re-pin ended them there. */
+int vr_fast_cut_purged(int slot, uint64_t start, uint64_t end)
+{
+    if (slot < 0 || slot >= nslots)
+        return -EINVAL;
+    struct slot *s = &slots[slot];
+    int i = first_reaching(s, start + 1), j = i;   /* first run with end > start */
+    while (j < s->npurged && s->purged[2 * j] < end)
+        j++;
+    if (i == j)
+        return 0;
+    uint64_t left = s->purged[2 * i], right = s->purged[2 * (j - 1) + 1];
+    uint64_t keep[4];
+    int nkeep = 0;
+    if (left < start) {
+        keep[2 * nkeep] = left;
+        keep[2 * nkeep++ + 1] = start;
+    }
+    if (right > end) {
+        keep[2 * nkeep] = end;
+        keep[2 * nkeep++ + 1] = right;
+    }
+    int shift = nkeep - (j - i);
+    if (shift > 0 && reserve(s, s->npurged + shift))
+        return -ENOMEM;
+    memmove(&s->purged[2 * (j + shift)], &s->purged[2 * j],
+            2 * (size_t)(s->npurged - j) * sizeof *s->purged);
+    memcpy(&s->purged[2 * i], keep, 2 * (size_t)nkeep * sizeof *keep);
+    s->npurged += shift;
+    return 0;
+}
+
+/* A slot's runs, for the supervisor's invariant check. */
+int vr_fast_get_purged(int slot, uint64_t *out, int max_runs)
+{
+    if (slot < 0 || slot >= nslots)
+        return -EINVAL;
+    const struct slot *s = &slots[slot];
+    if (s->npurged > max_runs)
+        return -ENOBUFS;
+    memcpy(out, s->purged, 2 * (size_t)s->npurged * sizeof *out);
+    return s->npurged;
 }
 
 static int meets_purged(const struct slot *s, uint64_t start, uint64_t end)
@@ -216,7 +325,7 @@ static int serve_one(const struct vr_fast_profile *p, int listener,
     uint64_t start = call.start, len = call.len, purged_ptr = call.purged_ptr;
     int volatile_ = call.is_volatile;
     struct slot *s = &slots[slot];
-    if (volatile_ ? s->lock_check : meets_purged(s, start, start + len))
+    if (volatile_ ? s->lock_check : s->repin_all || meets_purged(s, start, start + len))
         return 0;
     if (!plain_anon(s->maps_fd, start, start + len))
         return 0;
@@ -270,15 +379,24 @@ int vr_fast_serve(const struct vr_fast_profile *p, int listener, const int *fds,
             revents[i] = pfd[i + 1].revents;
             others |= revents[i];
         }
-        if (others)   /* signals and pressure first, as the Python loop does */
-            return VR_FAST_READY;
-        if (pfd[0].revents & (POLLHUP | POLLERR) && !(pfd[0].revents & POLLIN))
+        if (pfd[0].revents & (POLLHUP | POLLERR) && !(pfd[0].revents & POLLIN) && !others)
             return VR_FAST_HUP;
+        if (others && !(pfd[0].revents & POLLIN))
+            return VR_FAST_READY;
         int rc = vr_notif_recv(listener, slow);
-        if (rc == -ENOENT || rc == -EINTR)
+        if (rc == -ENOENT || rc == -EINTR) {
+            if (others)
+                return VR_FAST_READY;
             continue;
+        }
         if (rc)
             return rc;
+        /* Signals and pressure first, as the Python loop does, but with the
+         * call waiting now taken along: Python purges, then answers it.  A
+         * call is served after every signal sent before it, and a stream of
+         * signals cannot starve calls: one purge turn each at most. */
+        if (others)
+            return VR_FAST_SLOW;
         struct vr_fast_op *op = &ops[*nops];
         memset(op, 0, sizeof *op);
         int served = serve_one(p, listener, slow, op);

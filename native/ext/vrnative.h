@@ -4,6 +4,7 @@
 #define VR_TRAP_NOTIFY 0
 #define VR_TRAP_PTRACE 1
 #define VR_VMA_COVERING_OR_NEXT 16
+#define VR_STUB_DONE_NR 45054   /* 0xaffe: the stub's end-of-batch call (linux/stub.py) */
 
 struct vr_spawn_result {
     int pid;          /* the program's pid (0 if fork failed) */
@@ -109,6 +110,10 @@ int vr_fast_slot(int slot, int maps_fd, int lock_check);
 void vr_fast_bind(int tid, int slot);
 void vr_fast_set_lock_check(int slot, int on);
 int vr_fast_set_purged(int slot, const uint64_t *runs, int n);
+int vr_fast_add_purged(int slot, const uint64_t *runs, int n);
+void vr_fast_set_repin_all(int slot, int on);
+int vr_fast_cut_purged(int slot, uint64_t start, uint64_t end);
+int vr_fast_get_purged(int slot, uint64_t *out, int max_runs);
 int vr_fast_serve(const struct vr_fast_profile *p, int listener, const int *fds, int nfds,
                   int timeout_ms, short *revents, struct vr_fast_op *ops, int max_ops,
                   int *nops, struct seccomp_notif *slow);

@@ -12,8 +12,11 @@ C keeps, per address space ("slot"): the /proc maps fd for PROCMAP_QUERY,
 whether VOLATILE must check locks (the space's `may_lock`), and the runs
 where a NONVOLATILE must be handed back: purged pages and the spans of the
 SIGBUS trap (pushed by `sync_purged` whenever either can have changed).
-What was pushed is remembered here too, for the supervisor's invariant check.
+A purge adds runs and a re-pin cuts a span (`add_purged`, `cut_purged`: a
+cost of what changed, not of every run).  What was pushed is remembered
+here too, or read back from C, for the supervisor's invariant check.
 """
+import errno
 import math
 import time
 from collections import namedtuple
@@ -48,7 +51,7 @@ class FastLoop:
         self._nops = ffi.new("int *")
         self._slow = ffi.new("struct seccomp_notif *")
         self._spaces = {}       # slot -> space (a supervisor TracedSpace)
-        self.pushed = {}        # slot -> (maps fd, lock check, repin-checked runs) as C has them
+        self.pushed = {}        # slot -> (maps fd, lock check, repin all) as C has them
         self._free = []         # slots to reuse
         self._next = 0
 
@@ -62,7 +65,7 @@ class FastLoop:
         space.slot = slot
         self._spaces[slot] = space
         check(lib.vr_fast_slot(slot, space.memory.maps_fd, int(space.may_lock)), "vr_fast_slot")
-        self.pushed[slot] = (space.memory.maps_fd, space.may_lock, ())
+        self.pushed[slot] = (space.memory.maps_fd, space.may_lock, False)
         self.sync_purged(space)
 
     def drop(self, space):
@@ -81,8 +84,16 @@ class FastLoop:
     def set_may_lock(self, space):
         if space.slot >= 0:
             lib.vr_fast_set_lock_check(space.slot, 1)
-            fd, _, runs = self.pushed[space.slot]
-            self.pushed[space.slot] = (fd, True, runs)
+            fd, _, repin_all = self.pushed[space.slot]
+            self.pushed[space.slot] = (fd, True, repin_all)
+
+    def set_repin_all(self, space, on):
+        """While a purge of `space` is under way in slices, every NONVOLATILE
+        there needs Python (it settles the runs it meets first)."""
+        if space.slot >= 0:
+            lib.vr_fast_set_repin_all(space.slot, int(on))
+            fd, lock_check, _ = self.pushed[space.slot]
+            self.pushed[space.slot] = (fd, lock_check, bool(on))
 
     def sync_purged(self, space):
         """Push the runs where a NONVOLATILE of `space` needs Python (purged
@@ -92,8 +103,28 @@ class FastLoop:
         runs = repin_checked(space.ranges, space.trapped)
         flat = ffi.new("uint64_t[]", [x for run in runs for x in run] or [0])
         check(lib.vr_fast_set_purged(space.slot, flat, len(runs)), "vr_fast_set_purged")
-        fd, lock_check, _ = self.pushed[space.slot]
-        self.pushed[space.slot] = (fd, lock_check, tuple(runs))
+
+    def add_purged(self, space, runs):
+        """Runs were purged or trapped in `space`: NONVOLATILE there needs Python."""
+        if space.slot >= 0 and runs:
+            flat = ffi.new("uint64_t[]", [x for run in runs for x in run])
+            check(lib.vr_fast_add_purged(space.slot, flat, len(runs)), "vr_fast_add_purged")
+
+    def cut_purged(self, space, start, end):
+        """[start, end) was re-pinned: no purged page nor trapped span is left there."""
+        if space.slot >= 0:
+            check(lib.vr_fast_cut_purged(space.slot, start, end), "vr_fast_cut_purged")
+
+    def purged_runs(self, slot):
+        """The runs C holds for `slot` (for the invariant check)."""
+        n = 1024
+        while True:
+            out = ffi.new("uint64_t[]", 2 * n)
+            got = lib.vr_fast_get_purged(slot, out, n)
+            if got != -errno.ENOBUFS:
+                check(got, "vr_fast_get_purged")
+                return [(out[2 * i], out[2 * i + 1]) for i in range(got)]
+            n *= 4
 
     def space(self, slot):
         return self._spaces.get(slot)
@@ -127,7 +158,7 @@ class FastLoop:
         finally:
             self._finish()
         _apply_log(apply, ops, self._nops[0])
-        ready = {fd for fd, ev in zip(fds, revents) if ev} if why == READY else set()
+        ready = {fd for fd, ev in zip(fds, revents) if ev} if why in (READY, SLOW) else set()
         slow = None
         if why == SLOW:
             n = self._slow

@@ -52,7 +52,7 @@ def _spawn_once(argv, nr, trap, cgroup_procs):
     keep = [ffi.new("char[]", os.fsencode(a)) for a in argv]
     c_argv = ffi.new("char *[]", keep + [ffi.NULL])
     action = lib.VR_TRAP_NOTIFY if trap == "notify" else lib.VR_TRAP_PTRACE
-    options = ptrace.SEIZE_OPTIONS | (ptrace.O_TRACESECCOMP if trap == "ptrace" else 0)
+    options = ptrace.SEIZE_OPTIONS | ptrace.O_TRACESECCOMP   # the stub's batches end in one
     procs = ffi.new("char[]", os.fsencode(cgroup_procs)) if cgroup_procs else ffi.NULL
     rc = lib.vr_spawn(keep[0], c_argv, action, nr, procs, options, res)
     if rc < 0:

@@ -16,9 +16,16 @@ purges need not stop a program thread, even one paused at a memory limit.
 After clone, the new thread parks; the calling thread, if its tracer is
 gone, restores itself as above.
 
+The page also runs a batch of madvise calls in one go (BATCH_ENTRY): the
+(start, length) pairs written at RUNS, one call each, until one fails; then
+a call of DONE_NR, which the filter gives to the tracer (SECCOMP_RET_TRACE):
+two stops for the whole batch instead of two per call.  With no tracer the
+kernel fails that call with ENOSYS and the thread restores itself as above.
+
 Layout: code at 0, CLONE_ENTRY, the thread's name at NAME, the save area
 at SAVE (r15 ... rdi and rflags in pop order, then rsp, rip and the signal
-mask).  Position independent.
+mask), BATCH_ENTRY, and from RUNS (the next page) the batch's pairs; the
+mapping is SIZE bytes.  Position independent.
 """
 import struct
 
@@ -32,6 +39,13 @@ _POP_ORDER = ("r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8"
 RSP_SLOT = SAVE + 8 * (len(_POP_ORDER) + 1)
 RIP_SLOT = RSP_SLOT + 8
 MASK_SLOT = RIP_SLOT + 8
+BATCH_ENTRY = 0x1a0
+RUNS = PAGE
+SIZE = 16 * PAGE
+BATCH_MAX = (SIZE - RUNS) // 16   # (start, length) pairs a batch holds
+# No kernel assigns it (nor x32's bit 30): the filter traces it (RET_TRACE).
+DONE_NR = 0xaffe
+SYS_MADVISE = 28
 SYS_RT_SIGPROCMASK = 14
 SYS_PAUSE = 34
 SYS_CLONE = 56
@@ -84,10 +98,41 @@ def code():
     assert len(out) <= NAME
     out += b"\x90" * (NAME - len(out)) + NAME_TEXT
     assert len(out) <= SAVE
+    out += b"\0" * (BATCH_ENTRY - len(out))   # the save area
+    # rbx: the pairs, r12: how many, r13: the advice, r14: index (0 at entry).
+    # Out: r14 = pairs done, r15 = the failing call's result (0: none failed).
+    loop = len(out)
+    out += b"\x4d\x39\xe6"                                       # cmp r14, r12
+    out += b"\x73\x24"                                           # jae done
+    out += b"\x4c\x89\xf0\x48\xc1\xe0\x04"                       # rax = r14 * 16
+    out += b"\x48\x8b\x3c\x03\x48\x8b\x74\x03\x08"               # rdi, rsi = pair
+    out += b"\x4c\x89\xea"                                       # mov rdx, r13
+    out += b"\xb8" + struct.pack("<I", SYS_MADVISE)               # mov eax, 28
+    out += b"\x0f\x05"                                           # syscall
+    out += b"\x48\x85\xc0\x75\x05"                               # test rax, rax; jnz done
+    out += b"\x49\xff\xc6"                                       # inc r14
+    out += b"\xeb" + struct.pack("<b", loop - (len(out) + 2))     # jmp loop
+    assert out[loop + 4] == len(out) - (loop + 5)                 # jae lands here
+    out += b"\x49\x89\xc7"                                       # done: mov r15, rax
+    out += b"\xb8" + struct.pack("<I", DONE_NR)                   # mov eax, DONE_NR
+    out += b"\x0f\x05"                                           # syscall (to the tracer)
+    out += b"\xe9" + _rel32(len(out), 2, 5)                       # jmp restore path
+    assert len(out) <= RUNS
     return bytes(out)
 
 
 CODE = code()
+
+
+def intact(data):
+    """True if `data` (the first len(CODE) bytes of a mapped stub) is still
+    our code; the save area between may hold anything."""
+    return data[:SAVE] == CODE[:SAVE] and data[BATCH_ENTRY:] == CODE[BATCH_ENTRY:]
+
+
+def pairs(runs):
+    """The bytes at RUNS for a batch over `runs` [(start, end)]."""
+    return struct.pack(f"<{2 * len(runs)}Q", *(v for s, e in runs for v in (s, e - s)))
 
 
 def restarted(regs):

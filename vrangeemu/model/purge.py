@@ -39,6 +39,23 @@ def still_discardable(ranges, runs, discardable):
             for run in range_runs(ranges, rng, discardable, (start, end))]
 
 
+def intersect(runs, others):
+    """The parts of sorted, disjoint `runs` inside runs of sorted, disjoint `others`.
+
+    >>> intersect([(0, 10), (20, 30)], [(5, 22), (28, 40)])
+    [(5, 10), (20, 22), (28, 30)]
+    """
+    out, j = [], 0
+    for start, end in runs:
+        while j < len(others) and others[j][1] <= start:
+            j += 1
+        k = j
+        while k < len(others) and others[k][0] < end:
+            out.append((max(start, others[k][0]), min(end, others[k][1])))
+            k += 1
+    return out
+
+
 def subtract(runs, cuts):
     """The parts of sorted, disjoint `runs` outside every run of `cuts`.
 

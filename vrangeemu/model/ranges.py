@@ -202,6 +202,21 @@ class VolatileRanges:
             return None
         return self._ranges.peekitem(0)[1].start, self._ranges.peekitem(-1)[1].end
 
+    def newest_stamp(self) -> int:
+        """The stamp of the range marked last (0 if none): ranges marked
+        later have larger stamps.  O(1)."""
+        return self._lru.peekitem(-1)[1].stamp if self._lru else 0
+
+    def marked_since(self, stamp: int) -> list[Range]:
+        """Ranges whose stamp is larger than `stamp` (marked after it), oldest
+        first.  O(log n + k).
+
+        >>> vr = VolatileRanges(); vr.mark(0, PAGE); s = vr.newest_stamp()
+        >>> vr.mark(4 * PAGE, 5 * PAGE); [r.start // PAGE for r in vr.marked_since(s)]
+        [4]
+        """
+        return list(self._lru.values()[self._lru.bisect_left((stamp + 1) << 56):])
+
     def lru(self) -> Iterator[Range]:
         """Ranges oldest stamp first, ties by start.  Lazy: do not mark or
         unmark while iterating (set_purged is fine).  O(1) to start."""

@@ -27,6 +27,8 @@ class Answer(NamedTuple):
     # (addr, value) of a `purged` write left until the re-pin is done: the
     # pointer lies in trapped pages this call re-pins (write_after_repin).
     purged_write: Optional[tuple] = None
+    # (start, end) whose SIGBUS trap the supervisor ended for this call.
+    unpinned: Optional[tuple] = None
 
     @property
     def repinned(self):
@@ -37,13 +39,15 @@ class Answer(NamedTuple):
         return self.span
 
 
-def serve(space, profile, args, write_purged):
+def serve(space, profile, args, write_purged, settle=None):
     """Answer one call of `profile` with raw `args` for `space`.
 
     `space` has `.ranges` (VolatileRanges), `.memory` (a ProcessMemory-like
     view: vmas(), mark_locked()), `.may_lock` and `.stats` (a supervisor
     TracedSpace); `write_purged(addr, value)`
-    writes the caller's `int *purged` and returns 0 or a positive errno.
+    writes the caller's `int *purged` and returns 0 or a positive errno;
+    `settle(start, end)`, before a valid NONVOLATILE is answered, finishes
+    what a purge under way still has to discard there.
     """
     call = profile.decode(args)
     if call.error:
@@ -60,6 +64,8 @@ def serve(space, profile, args, write_purged):
             err = errno.EFAULT
         return _refuse(space, call, err)
     stop = call.start + processed
+    if settle and not volatile:
+        settle(call.start, stop)
     purged = not volatile and space.ranges.is_purged(call.start, stop)
     later = None
     if call.purged_ptr:

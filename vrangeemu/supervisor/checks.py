@@ -148,6 +148,7 @@ class Checker:
         # report: as if that page had been re-pinned, then run the access again
         space.ranges.unmark(page, page + PAGE)
         self.purger.unpin(space, (page, page + PAGE))
+        self.purger.mirror.cut_purged(space, page, page + PAGE)
         restore = space.saved_prot.take(page, page + PAGE) or [(page, page + PAGE, PROT_RW)]
         try:
             self.remote.run(task, [(SYS_MPROTECT, (s, e - s, prot)) for s, e, prot in restore])

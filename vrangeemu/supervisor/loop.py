@@ -25,7 +25,7 @@ import sys
 import time
 import traceback
 
-from ..linux import procfs, ptrace
+from ..linux import procfs, ptrace, stub
 from ..linux.errors import TaskGone
 from ..linux.notify import Listener
 from ..linux.process import SignalFd, write_i32
@@ -170,8 +170,15 @@ class Supervisor:
             # Signals first: a purge asked for (SIGUSR1) before a call is
             # served before that call.
             if sigfd in ready:
+                # A received call holds its thread until answered: a purge
+                # asks another thread to stop if it can.
+                self.purger.busy = {call[1]} if call else set()
                 self._on_signals()
+                if call and self.purger.waits_for(call[1]):
+                    self._make_again(call)
+                    call = None
                 self._await_purges()
+                self.purger.busy = set()
             if self.listener and self.listener.fd in ready:
                 if ready[self.listener.fd] & select.POLLIN:
                     call = self.listener.recv()
@@ -181,6 +188,7 @@ class Supervisor:
                 self._on_call(call)
             if self.watch:
                 self.watch.after_poll(ready)
+            self.purger.continue_later()   # calls waiting now were served first
             self._sample()
             if self.live and self.live.due_in() <= 0:
                 self.live.refresh()
@@ -190,6 +198,8 @@ class Supervisor:
 
     def _timeout_ms(self):
         """Until the pressure source or a view wants the loop back; -1: never."""
+        if self.purger.under_way:
+            return 0   # serve what waits, then the next slice
         due = []
         if self.watch:
             due.append(self.watch.due_in())
@@ -227,6 +237,13 @@ class Supervisor:
                 # A tty signal already reached the whole foreground group.
                 if self.tasks.main_pid in self.tasks:
                     os.kill(self.tasks.main_pid, signo)
+
+    def _make_again(self, call):
+        """The purge waits for the thread of the received `call` (no other
+        can stop): answer it -ERESTARTNOINTR.  It was interrupted before, so
+        on its way out it stops (the purge runs there), and then the kernel
+        makes the call again, as after a signal."""
+        self.listener.send(call[0], 0, ERESTARTNOINTR)
 
     def _await_purges(self):
         """Run the requested purges before serving any further call, so a purge
@@ -269,23 +286,37 @@ class Supervisor:
                 return errno.ESRCH
             return write_i32(tid, addr, value)
         answer = self._serve(space, tid, args, write_purged)
-        if self.listener.send(notif_id, answer.value, answer.error) and answer.commit:
+        sent = self.listener.send(notif_id, answer.value, answer.error)
+        if sent and answer.commit:
             answer.commit()
-            if answer.repinned_purged:
-                self.native.sync_purged(space)
             self._emit_call(space, tid, answer)
+        self._tell_native_repinned(space, answer, sent)
 
     def _serve(self, space, tid, args, write_purged):
-        """The answer to one call; a re-pin's trap has ended when it returns."""
+        """The answer to one call; a re-pin's trap has ended when it returns
+        (`unpinned`)."""
         try:
-            answer = serve(space, self.profile, args, write_purged)
+            answer = serve(space, self.profile, args, write_purged,
+                           lambda start, end: self.purger.settle(space, start, end))
         except OSError as exc:
             # /proc vanished under us: the caller is exiting (or exec'd).
             self.log(f"call from {tid} not served: {exc}")
             return Answer(0, errno.ENOMEM, None)
-        if answer.repinned:
-            self.purger.unpin(space, answer.repinned)
-        return write_after_repin(answer, space, write_purged)
+        if not answer.repinned:
+            return answer
+        self.purger.unpin(space, answer.repinned)
+        return write_after_repin(answer, space, write_purged)._replace(unpinned=answer.repinned)
+
+    def _tell_native_repinned(self, space, answer, committed):
+        """The native loop learns what a re-pin ended: nothing purged or
+        trapped is left in its span (a delta); if the call failed after its
+        trap ended, the whole state is pushed again."""
+        if answer.unpinned is None:
+            return
+        if committed and not answer.error:
+            self.native.cut_purged(space, *answer.unpinned)
+        else:
+            self.native.sync_purged(space)
 
     def _on_seccomp_stop(self, task):
         """ptrace trap mode: the task is stopped at its vrange call; the real
@@ -310,6 +341,7 @@ class Supervisor:
         if not answer.commit:
             return 0
         answer.commit()
+        self._tell_native_repinned(task.space, answer, True)
         self._emit_call(task.space, task.tid, answer)
         return self.checker.after_call(task, answer)
 
@@ -385,6 +417,12 @@ class Supervisor:
         elif event == ptrace.EVENT_EXEC:
             self.tasks.exec(task, ptrace.eventmsg(task.tid))
         elif event == ptrace.EVENT_SECCOMP:
+            regs = ptrace.getregs(task.tid)
+            if regs.orig_rax == stub.DONE_NR:   # the stub's number, made by the program
+                regs.orig_rax, regs.rax = (1 << 64) - 1, -errno.ENOSYS & ((1 << 64) - 1)
+                ptrace.setregs(task.tid, regs)
+                ptrace.cont(task.tid)
+                return
             ptrace.cont(task.tid, self._on_seccomp_stop(task))
             return
         ptrace.cont(task.tid)

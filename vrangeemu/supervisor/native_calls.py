@@ -93,8 +93,13 @@ class NativeCalls:
     drop = _mirrored("drop", "Free the slot of a space that is gone.")
     bind = _mirrored("bind", "Tell C which space a task's calls are for.")
     unbind = _mirrored("unbind", "Forget a task.")
-    sync_purged = _mirrored("sync_purged", "The purged pages or the trapped spans of a space "
-                                           "changed: push them.")
+    sync_purged = _mirrored("sync_purged", "Push every purged page and trapped span of a "
+                                           "space (after a change that is hard to say as a delta).")
+    add_purged = _mirrored("add_purged", "Runs of a space were purged or trapped.")
+    set_repin_all = _mirrored("set_repin_all", "A purge of a space is under way in slices "
+                                               "(or no longer): NONVOLATILE needs Python.")
+    cut_purged = _mirrored("cut_purged", "A span of a space was re-pinned: nothing purged or "
+                                         "trapped is left there.")
 
     def _check(self, spaces):
         """The C mirror matches the model: each space's slot, maps fd, lock
@@ -106,8 +111,11 @@ class NativeCalls:
             assert space.slot >= 0, f"{space} has no slot in the native loop"
             slots[space.slot] = space
             assert self.loop.space(space.slot) is space, (space, space.slot)
-            fd, lock_check, runs = self.loop.pushed[space.slot]
+            fd, lock_check, repin_all = self.loop.pushed[space.slot]
             assert fd == space.memory.maps_fd, (space, fd)
             assert lock_check == space.may_lock, (space, lock_check, space.may_lock)
-            assert runs == tuple(repin_checked(space.ranges, space.trapped)), (space, runs)
+            sliced = space.purge is not None and space.purge.later
+            assert repin_all == sliced, (space, repin_all, space.purge)
+            runs = self.loop.purged_runs(space.slot)
+            assert runs == repin_checked(space.ranges, space.trapped), (space, runs)
         assert set(self.loop.pushed) == set(slots), (sorted(self.loop.pushed), sorted(slots))

@@ -13,11 +13,11 @@ from ..linux import procfs, ptrace
 from ..linux.errors import TaskGone
 from ..linux.process import pidfd_getfd
 from ..linux import stub
-from ..linux.syscalls import SYS_CLOSE, SYS_MADVISE, SYS_USERFAULTFD
+from ..linux.syscalls import SYS_CLOSE, SYS_USERFAULTFD
 from ..linux.uffd import SigbusTrap
 from ..linux.procfs import PM_PRESENT
-from ..model.purge import (choose_victims, clip_to_volatile, purge_runs, still_discardable,
-                           subtract)
+from ..model.purge import (choose_victims, clip_to_volatile, intersect, purge_runs,
+                           still_discardable, subtract)
 from ..model.trap import spans_to_trap
 from ..model.vma import ANON
 from ..observe.events import Purge
@@ -29,6 +29,9 @@ from .tasks import NO_TRAP
 # to stop (D state, OOM wait) is purged whenever it stops.
 PURGE_WAIT = 0.5
 PREPARE = "prepare"   # a request that discards nothing: it starts the purger thread
+# Runs discarded in one go by the purger thread (~3 ms here); calls are served
+# between slices, and a re-pin settles the runs it meets first (settle()).
+SLICE_RUNS = 64
 
 
 class PurgeRequest:
@@ -38,11 +41,15 @@ class PurgeRequest:
     `tid` is the thread interrupted to carry it out (0: the caller purges at
     a stop of its own); calls wait for it until `deadline` (time.monotonic()).
     States: waiting (before the deadline), overdue (after it: pressure may
-    plan anew); a request is dropped once carried out or its thread is gone."""
-    __slots__ = ("runs", "why", "tid", "deadline")
+    plan anew); a request is dropped once carried out or its thread is gone.
+    `later`: the rest of a purge under way in slices (see SLICE_RUNS): runs
+    that held pages when planned, and the ranges marked volatile since
+    (stamp > `since`), checked again slice by slice."""
+    __slots__ = ("runs", "why", "tid", "deadline", "later", "since")
 
-    def __init__(self, runs, why, tid=0, deadline=0.0):
+    def __init__(self, runs, why, tid=0, deadline=0.0, later=False, since=0):
         self.runs, self.why, self.tid, self.deadline = runs, why, tid, deadline
+        self.later, self.since = later, since
 
     def state(self, now):
         return "waiting" if self.tid and self.deadline > now else "overdue"
@@ -73,15 +80,61 @@ class Purger:
         self.pressure = None   # the pressure source, for the usage in Purge events
         self.use_purger = fault != "no-purger"   # purge through a thread of our own
         self._prepared = set()   # id() of spaces prepare() was asked for
+        self.busy = set()        # tids in a received, unanswered call: they stop last
         tasks.on_task_left.append(self.retire)
         tasks.on_space_end.append(lambda space: self._prepared.discard(id(space)))
 
     # --- requests --------------------------------------------------------------------
     def purge_all(self, why="signal"):
-        """SIGUSR1: discard every volatile page of every space."""
+        """SIGUSR1: discard every volatile page of every space.  A purge under
+        way in slices takes in the ranges marked since it was planned rather
+        than scanning again (its cost: what changed)."""
         for space in self.tasks.spaces():
-            if space.ranges and space.purge is None:
+            request = space.purge
+            if request is not None and request.later:
+                request.runs += [(r.start, r.end) for r in space.ranges.marked_since(request.since)]
+                request.since, request.why = space.ranges.newest_stamp(), why
+            elif space.ranges and request is None:
                 self.request(space, "all", why)
+
+    def continue_later(self):
+        """One more slice of each purge under way (a loop turn each)."""
+        for space in self.tasks.spaces():
+            if space.purge is not None and space.purge.later and space.purger is not None \
+                    and space.purger.parked:
+                try:
+                    self.run_at_stop(space.purger)
+                except TaskGone:
+                    pass
+
+    @property
+    def under_way(self):
+        """True while some purge goes on in slices."""
+        return any(sp.purge is not None and sp.purge.later for sp in self.tasks.spaces())
+
+    def settle(self, space, start, end):
+        """A re-pin of [start, end) while a purge of `space` is under way:
+        discard its runs there first, so the answer reports them (that purge
+        was asked for before the call)."""
+        request = space.purge
+        if request is None or not request.later:
+            return
+        mine, rest = _split(request.runs, start, end)
+        if not mine:
+            return
+        request.runs = rest
+        space.purge = PurgeRequest(mine, request.why, space.purger.tid)
+        try:
+            self.run_at_stop(space.purger, sliced=False)
+        finally:
+            if space.purge is None and rest and space.tids:
+                space.purge = request
+            self.mirror.set_repin_all(space, space.purge is not None and space.purge.later)
+
+    def _drop_later(self, space):
+        if space.purge is not None and space.purge.later:
+            space.purge = None
+            self.mirror.set_repin_all(space, False)
 
     def relieve(self, need):
         """Pressure wants `need` bytes: purge the oldest volatile ranges
@@ -97,6 +150,7 @@ class Purger:
                      if sp.purge is not None and sp.purge.state(now) == "waiting"]
         idle = [sp for sp in spaces if sp not in in_flight]
         for space in idle:   # an overdue request is planned again
+            self._drop_later(space)
             space.purge = None
         companions = {}
         plan, freed = choose_victims(
@@ -146,13 +200,20 @@ class Purger:
         """Tasks of `space` best able to stop soon: running or sleeping
         interruptibly first, D state last; never a zombie (a leader after
         pthread_exit) nor a vfork parent (it stops only once its child is
-        gone, and /proc may still show it runnable)."""
+        gone, and /proc may still show it runnable).  A thread in a received
+        call (`busy`) comes last: it stops only once its call is answered
+        (loop.py answers it "make the call again" then)."""
         rank = {"R": 0, "S": 0, "t": 1, "T": 1, "D": 2}
         tasks = [self.tasks.get(tid) for tid in space.tids]
         states = {t.tid: procfs.task_state(t.tid) for t in tasks
                   if not t.starting and not t.in_vfork}
         return sorted((tid for tid, st in states.items() if st in rank),
-                      key=lambda tid: (rank[states[tid]], tid))
+                      key=lambda tid: (tid in self.busy, rank[states[tid]], tid))
+
+    def waits_for(self, tid):
+        """True if a requested purge waits for thread `tid` to stop."""
+        return any(sp.purge is not None and sp.purge.tid == tid and not sp.purge.later
+                   for sp in self.tasks.spaces())
 
     def due(self, task):
         """True if a requested purge waits for this task's stop."""
@@ -197,9 +258,11 @@ class Purger:
         self.run_at_stop(task)
 
     # --- the discard -----------------------------------------------------------------
-    def run_at_stop(self, task):
+    def run_at_stop(self, task, sliced=True):
         """At a stop of `task` at a user-mode boundary: carry out its space's
         request, discarding what is still volatile, resident and not shared.
+        With `sliced`, a large plan goes SLICE_RUNS runs at a time: the first
+        now, the rest later through the purger thread (continue_later).
         Raises TaskGone if the task died meanwhile."""
         if self.fault == "purge":
             raise RuntimeError("fault injected by VRANGEEMU_TEST_FAULT=purge")
@@ -208,52 +271,94 @@ class Purger:
         if request is None:
             return
         discardable = lambda lo, hi: self.sharing.discardable(space, lo, hi)   # noqa: E731
+        since = space.ranges.newest_stamp()
         if request.runs == "all":
-            plan = self._all_runs(space)
+            plan = self._all_runs(space, clip=False)
+        elif request.later:
+            plan, since = request.runs, request.since
         else:   # planned earlier: only what is still volatile and resident
             plan = still_discardable(space.ranges, request.runs, discardable)
-        if (plan and space.may_lock and self.fault != "no-lock-check"
-                and space.memory.locked_bytes()):
-            # madvise stops with EINVAL at a locked mapping after discarding
-            # what came before it: leave locked memory out up front.
-            plan = subtract(plan, space.memory.locked_intervals())
-        if not plan and not (request.why == PREPARE and space.purger is None):
+        now, rest = (plan[:SLICE_RUNS], plan[SLICE_RUNS:]) if sliced else (plan, [])
+        if request.later:   # planned a while ago: only what still holds pages
+            now = self._still_held(space, now, discardable)
+        now = self._discardable_now(space, now)
+        if not now and not (request.why == PREPARE and space.purger is None):
+            if rest and space.purger is not None:   # nothing in this slice: the next one
+                space.purge = PurgeRequest(rest, request.why, space.purger.tid, later=True,
+                                           since=since)
+            self.mirror.set_repin_all(space, space.purge is not None and space.purge.later)
             return
-        madvise = [(SYS_MADVISE, (start, end - start, mmap.MADV_DONTNEED)) for start, end in plan]
-        if task.purger and not task.named:   # as `ps -L` and /proc show it
-            task.named = True
-            madvise.insert(0, (stub.SYS_PRCTL, (stub.PR_SET_NAME, space.stub + stub.NAME)))
         gone = None
         try:
             with self.remote.session(task) as session:
+                if task.purger and not task.named:   # as `ps -L` and /proc show it
+                    task.named = True
+                    session.run([(stub.SYS_PRCTL, (stub.PR_SET_NAME, space.stub + stub.NAME))])
                 if self.purged_access == "sigbus" and space.trap is None:
                     self._make_trap(session, space)
-                self._trap(space, plan)
-                results = session.run(madvise)[len(madvise) - len(plan):]
+                results = self._discard(session, space, now)
                 if space.purger is None and not task.purger and session.has_stub and self.use_purger:
                     self._start_purger(session, task)
+                if rest and space.purger is None:   # no thread to come back with: all now
+                    rest = self._discardable_now(space, rest)
+                    results += self._discard(session, space, rest)
+                    now, rest = now + rest, []
         except TaskGone as exc:
             gone, results = exc, exc.results
         except InjectionFailed as exc:
             self.log(f"purge of {space.tgid} skipped: {exc}")
             self.mirror.sync_purged(space)   # its trapped spans may have grown
+            self.mirror.set_repin_all(space, False)
             return
-        self._account(task, space, request.why, plan, results)
+        self._account(task, space, request.why, now, results)
         if gone is not None:
+            self.mirror.set_repin_all(space, False)
             raise gone
+        if rest and space.purge is None:
+            space.purge = PurgeRequest(rest, request.why, space.purger.tid, later=True,
+                                       since=since)
+        self.mirror.set_repin_all(space, space.purge is not None and space.purge.later)
+
+    def _still_held(self, space, runs, discardable):
+        """The parts of `runs` (any order, maybe overlapping) that still hold
+        pages a purge may take: one scan of their span when `space` shares
+        no pages, else the copy-on-write-aware question per range."""
+        runs = merge_runs(runs)
+        if not runs:
+            return []
+        if self.sharing.alone(space):
+            return intersect(runs, space.memory.resident(runs[0][0], runs[-1][1]))
+        return still_discardable(space.ranges, runs, discardable)
+
+    def _discardable_now(self, space, runs):
+        """`runs` clipped to what is volatile now, locked memory left out:
+        madvise stops with EINVAL at a locked mapping after discarding what
+        came before it."""
+        runs = clip_to_volatile(space.ranges, runs)
+        if (runs and space.may_lock and self.fault != "no-lock-check"
+                and space.memory.locked_bytes()):
+            runs = subtract(runs, space.memory.locked_intervals())
+        return runs
+
+    def _discard(self, session, space, runs):
+        """Trap, then discard, `runs`; the madvise results."""
+        self._trap(space, runs)
+        return session.madvise(runs, mmap.MADV_DONTNEED)
 
     # --- the SIGBUS trap (what to register and fill: model.trap) ---------------------
-    def _all_runs(self, space, discardable=None):
+    def _all_runs(self, space, discardable=None, clip=True):
         """What a purge of every volatile page of `space` discards: with no
         other traced space to share pages with, one scan of the span of its
         ranges (its cost does not grow with ranges that hold nothing);
         else one question per range to `discardable` (default: the
-        copy-on-write-aware one)."""
+        copy-on-write-aware one).  clip=False: the scan's runs may hold
+        pages between ranges (the caller clips what it takes)."""
         bounds = space.ranges.bounds()
         if bounds is None:
             return []
         if self.sharing.alone(space):
-            return clip_to_volatile(space.ranges, space.memory.resident(*bounds))
+            resident = space.memory.resident(*bounds)
+            return clip_to_volatile(space.ranges, resident) if clip else resident
         return purge_runs(space.ranges, discardable or (
             lambda lo, hi: self.sharing.discardable(space, lo, hi)))
 
@@ -274,7 +379,7 @@ class Purger:
         except OSError as exc:   # /proc unreadable: the program is exiting
             self._trap_failed(space, exc)
             return
-        filled = 0
+        filled, trapped = 0, []
         for start, end in spans:
             try:
                 space.trap.register(start, end)
@@ -288,6 +393,8 @@ class Purger:
                 self._unregister(space, start, end)
                 continue
             space.trapped.add(start, end)
+            trapped.append((start, end))
+        self.mirror.add_purged(space, trapped)
         if spans:
             self.log(f"{space.tgid}: {len(spans)} span(s) trapped, "
                      f"{filled} untouched page(s) zero-filled")
@@ -308,15 +415,12 @@ class Purger:
         """Pages of `span` are pinned again: end their trap, so purged pages
         read as zeros from now on, not SIGBUS, and the mapping merges back
         once its whole range is pinned.  Called before the answer is sent."""
-        pieces = space.trapped.remove(*span)
-        for start, end in pieces:
+        for start, end in space.trapped.remove(*span):
             self._unregister(space, start, end)
-        if pieces:
-            self.mirror.sync_purged(space)
 
     def _account(self, task, space, why, plan, results):
         """Record what the madvise results say was discarded."""
-        freed = 0
+        freed, gone = 0, []
         for (start, end), result in zip(plan, results):
             discarded = [(start, end)]
             if result != 0:   # e.g. EINVAL: the program mlocked part of it since
@@ -325,9 +429,10 @@ class Purger:
                 discarded = self._gone_pages(space, start, end)
             for run in discarded:
                 freed += space.ranges.set_purged(*run)
+            gone += discarded
             space.stats.purges += bool(discarded)
+        self.mirror.add_purged(space, gone)
         space.stats.purged_bytes += freed
-        self.mirror.sync_purged(space)
         space.stats.anon_rss_after_purge = procfs.anon_rss_of(task.tid)
         if self.bus.wants(Purge):
             self.bus.emit(Purge(
@@ -413,3 +518,22 @@ class Purger:
             self.log(f"no SIGBUS for purged pages of {space.tgid} ({exc}): they read as zeros")
         if fd >= 0:
             session.run([(SYS_CLOSE, (fd,))])
+
+
+def _split(runs, start, end):
+    """(the parts of `runs` within [start, end), the parts outside), in order.
+
+    >>> _split([(0, 4), (6, 10)], 2, 8)
+    ([(2, 4), (6, 8)], [(0, 2), (8, 10)])
+    """
+    inside, outside = [], []
+    for s, e in runs:
+        if e <= start or s >= end:
+            outside.append((s, e))
+            continue
+        inside.append((max(s, start), min(e, end)))
+        if s < start:
+            outside.append((s, start))
+        if e > end:
+            outside.append((end, e))
+    return inside, outside

@@ -23,7 +23,7 @@ import signal
 from ..linux import ptrace, stub
 from ..linux.errors import TaskGone
 from ..linux.process import tgkill
-from ..linux.syscalls import SYS_MMAP
+from ..linux.syscalls import SYS_MADVISE, SYS_MMAP
 
 U64 = (1 << 64) - 1
 ARG_REGS = ("rdi", "rsi", "rdx", "r10", "r8", "r9")
@@ -60,6 +60,9 @@ class Session:
         self.held = []   # unblockable signals (SIGSTOP) that arrived meanwhile
         self._blocked = False
         self._left_signal_path = False   # a syscall stop was reached: see _restore
+        # A batch ends in a seccomp stop, inside its last call: resumed with
+        # PTRACE_SYSCALL, the thread first stops at that call's exit.
+        self._exit_due = False
 
     def __enter__(self):
         tid = self.task.tid
@@ -107,6 +110,49 @@ class Session:
             results.append(self._through_syscall(results))
         return results
 
+    def madvise(self, runs, advice):
+        """madvise(start, end - start, advice) for each of `runs`; each
+        result, in order.  With the stub, in batches of stub.BATCH_MAX run
+        by the stub's loop (two stops a batch, not two a call); else one by
+        one."""
+        if self._stub is None:
+            return self.run([(SYS_MADVISE, (s, e - s, advice)) for s, e in runs])
+        results = []
+        while len(results) < len(runs):
+            batch = runs[len(results):len(results) + stub.BATCH_MAX]
+            try:
+                self.task.space.memory.write(self._stub + stub.RUNS, stub.pairs(batch))
+            except OSError:   # no page to be had for it (at a memory limit): one by one
+                results += self.run([(SYS_MADVISE, (s, e - s, advice)) for s, e in batch])
+                continue
+            done, failed = self._batch(len(batch), advice, results)
+            results += [0] * done
+            if done < len(batch):
+                results.append(failed)
+        return results
+
+    def _batch(self, count, advice, results):
+        """Run the stub's loop over `count` pairs; (pairs done, the failing
+        call's result)."""
+        tid = self.task.tid
+        self._exit_due = False   # resumed with PTRACE_CONT: no exit stop comes
+        self._load(self._stub + stub.BATCH_ENTRY, 0, (),
+                   rbx=self._stub + stub.RUNS, r12=count, r13=advice, r14=0)
+        for _ in range(MAX_STOPS):
+            ptrace.cont(tid)
+            stop = self._wait(results)
+            self._left_signal_path = True
+            if stop.kind == "event" and stop.value == ptrace.EVENT_SECCOMP:
+                after = ptrace.getregs(tid)
+                if after.orig_rax == stub.DONE_NR:
+                    self._exit_due = True
+                    return after.r14, ctypes.c_int64(after.r15).value
+            elif stop.kind == "signal":
+                if stop.value in FAULTS:
+                    raise InjectionFailed(f"the syscall stub of {tid} failed: signal {stop.value}")
+                self.held.append(stop.value)
+        raise InjectionFailed(f"thread {tid} did not finish its batch")
+
     def _still_ours(self):
         """Raise TaskGone if the tid no longer names the thread we stopped:
         another thread's exec took it over (its exec stop is waiting; writing
@@ -119,13 +165,13 @@ class Session:
             self._remote.stops.put_back(stop)
             raise TaskGone(self.task.tid, f"{stop.kind} during a remote syscall")
 
-    def _load(self, at, nr, args):
+    def _load(self, at, nr, args, **more):
         self._still_ours()
         regs = type(self._saved).from_buffer_copy(self._saved)
         regs.rip = at
         regs.rax = nr
         regs.orig_rax = U64   # no syscall restart on the way back to user mode
-        for name, value in zip(ARG_REGS, args):
+        for name, value in [*zip(ARG_REGS, args), *more.items()]:
             setattr(regs, name, value & U64)
         ptrace.setregs(self.task.tid, regs)
         if not self._blocked:   # once the registers lead away from the program's code
@@ -142,6 +188,8 @@ class Session:
             self._left_signal_path = True
             if stop.kind == "event":   # the clone's: its child's tid
                 clones.append(ptrace.eventmsg(tid))
+            elif stop.kind == "syscall" and self._exit_due:
+                self._exit_due = False
             elif stop.kind == "syscall":
                 if entered:
                     return ctypes.c_int64(ptrace.getregs(tid).rax).value
@@ -192,7 +240,8 @@ class Session:
             raise _Died(stop, results)
         if clone_ok and stop.kind == "event" and stop.value == ptrace.EVENT_CLONE:
             return stop
-        if stop.kind == "event":   # an exec by another thread took this tid over
+        if stop.kind == "event" and stop.value != ptrace.EVENT_SECCOMP:
+            # an exec by another thread took this tid over
             self._remote.stops.put_back(stop)
             raise TaskGone(self.task.tid, "exec during a remote syscall", results)
         return stop
@@ -252,10 +301,10 @@ class RemoteSyscalls:
         """The address of the stub in `task`'s space, mapped now if it is
         missing (first use, or the program unmapped or replaced it)."""
         space = task.space
-        if space.stub and space.memory.read(space.stub, len(stub.CODE)) == stub.CODE:
+        if space.stub and stub.intact(space.memory.read(space.stub, len(stub.CODE))):
             return space.stub
         insn = self.syscall_insn(session)
-        addr = session.step_at(insn, SYS_MMAP, (0, stub.PAGE, mmap.PROT_READ | mmap.PROT_EXEC,
+        addr = session.step_at(insn, SYS_MMAP, (0, stub.SIZE, mmap.PROT_READ | mmap.PROT_EXEC,
                                                  mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0))
         if addr < 0:
             raise InjectionFailed(f"cannot map the syscall stub in {space.tgid}: errno {-addr}")
