@@ -114,9 +114,10 @@ def parse_args(argv):
                              "the v10 patches) or starts with none")
     parser.add_argument("--stats", action="store_true",
                         help="print per-process counts (calls, bytes made volatile, bytes "
-                             "purged) on stderr at exit")
+                             "purged, purges: one per purge event of --trace) on stderr at exit")
     parser.add_argument("--stats-json", metavar="FILE",
-                        help="write the same counts and the pressure readings as JSON to FILE")
+                        help="write the same counts (and runs_discarded: the madvise runs of "
+                             "those purges) and the pressure readings as JSON to FILE")
     check = parser.add_argument_group(
         "testing allocators", "Make bugs of vrange users show up at once, like a sanitizer. "
         "These options stop each vrange call in ptrace (--trap ptrace, ~160 us a call).")

@@ -325,10 +325,13 @@ class Purger:
                 discarded = self._gone_pages(space, start, end)
             for run in discarded:
                 freed += space.ranges.set_purged(*run)
-            space.stats.purges += bool(discarded)
+            space.stats.runs_discarded += bool(discarded)
         space.stats.purged_bytes += freed
         self.mirror.sync_purged(space)
         space.stats.anon_rss_after_purge = procfs.anon_rss_of(task.tid)
+        if not plan:   # a PREPARE request only started the purger thread: no purge
+            return
+        space.stats.purges += 1   # one purge = one `purge` event, as the report counts them
         if self.bus.wants(Purge):
             self.bus.emit(Purge(
                 pid=space.tgid, tid=task.tid, why=why, runs=[list(run) for run in plan],
