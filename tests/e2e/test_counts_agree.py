@@ -1,10 +1,13 @@
-"""One word, one number: what --stats, --stats-json and the --trace report
-call "purges" and "calls" is the same count for the same run.  "purges" are purge events (one `purge` line of the trace: one
+"""One word, one number: what --stats, --stats-json, the --trace report and
+the last --live frame call "purges" and "calls" is the same count for the
+same run.  "purges" are purge events (one `purge` line of the trace: one
 purge of one process); the madvise runs they discard are "runs discarded"."""
 import json
 import re
+import time
 
-from conftest import vrange_run
+from conftest import VRANGE_RUN, vrange_run
+from helpers import spawned
 from vrangeemu.report import series
 
 # Pages 0-1, 4-5 and 8-9 resident: the first VOLATILE (purged at once by
@@ -41,3 +44,27 @@ def test_stats_json_and_report_count_the_same_purges(build, tmp_path):
     summary = [line for line in proc.stderr.splitlines() if "summary:" in line]
     assert summary and "2 purges (5 runs discarded" in summary[0], proc.stderr
 
+
+def test_last_live_frame_shows_the_counts_at_exit(build):
+    """Calls and a purge made after the last regular frame, just before the
+    program exits: the last frame still shows them, as --stats does."""
+    exe = build("vrange_script")
+    env = {"COLUMNS": "120", "PYTHONIOENCODING": "utf-8"}
+    with spawned([*VRANGE_RUN, "--live", "--stats", exe], stdin=-1, stdout=-1, stderr=-1,
+                 encoding="utf-8", env={**__import__("os").environ, **env}) as child:
+        child.send("map A 16 anon\nfill A 1\nvol A 0 16 0\n")   # ARG given: no wait for input
+        child.stdout.until("ret=")
+        time.sleep(1.2)     # frames of this state are drawn meanwhile
+        # 202 more calls (one the purge's barrier) and a purge, then the end: faster than the next snapshot.
+        _, err = child.finish("nonvol A 0 16\nvol A 0 16\n" * 100 + "purge\nnonvol A 0 16\n",
+                              timeout=60)
+        assert child.proc.returncode == 0, err
+    live, stats = err.split("vrange-run: stats\n")
+    frames = re.split(r"^(?=vrange-run --live)", live, flags=re.M)[1:]
+    assert len(frames) >= 2 and "ended after" in frames[-1], live
+    header = re.search(r"^\s*pid\s+program.*$", frames[-1], re.M)[0].split()
+    row = re.search(r"^\s*\d+\s+vrange_script.*$", frames[-1], re.M)[0].split()
+    shown = dict(zip(header[-2:], map(int, row[-2:])))    # ..., calls, purges
+    rows, _ = stats_rows("vrange-run: stats\n" + stats)
+    (counted,) = [v for k, v in rows.items() if k.startswith("vrange_scrip")]
+    assert (shown["calls"], shown["purges"]) == counted == (203, 1), frames[-1]
