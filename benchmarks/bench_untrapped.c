@@ -3,6 +3,7 @@
  *
  *   syscalls N   N getppid() and N 64-byte reads of /dev/zero: "ms=.."
  *   compute N    N rounds of a xorshift chain, no syscall: "ms=.. x=.."
+ *   forkexec N   N times fork, exec /bin/true in the child, wait for it: "ms=.."
  * Times from CLOCK_MONOTONIC.
  */
 #include <fcntl.h>
@@ -10,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -46,6 +48,21 @@ int main(int argc, char **argv)
             x ^= x << 17;
         }
         printf("ms=%.3f x=%llu\n", now_ms() - t, (unsigned long long)(x % 1000));
+    } else if (!strcmp(argv[1], "forkexec")) {
+        double t = now_ms();
+        for (long i = 0; i < n; i++) {
+            pid_t child = fork();
+            if (child < 0)
+                return 3;
+            if (child == 0) {
+                execl("/bin/true", "true", (char *)NULL);
+                _exit(127);
+            }
+            int status;
+            if (waitpid(child, &status, 0) != child || !WIFEXITED(status) || WEXITSTATUS(status))
+                return 4;
+        }
+        printf("ms=%.3f\n", now_ms() - t);
     } else {
         return 2;
     }

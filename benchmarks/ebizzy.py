@@ -50,8 +50,8 @@ SOURCE_BYTES = 64 * MiB         # without pressure: -n such that n * size ~ this
 PRESSURE_SOURCE = 16 * MiB      # with pressure: less pinned data, the cache matters more
 PRESSURE_REFERENCE = ("vrange", "dontneed", "keep")   # also run without a limit
 LIMIT_SHARE = 0.75              # limit = dontneed peak + this share of (keep - dontneed)
-# The kernel patches' jemalloc port (volatile instead of MADV_DONTNEED on free);
-# see ../shared/reference/vrange-semantics.md.
+# The kernel patches' jemalloc port (volatile instead of MADV_DONTNEED on free),
+# as the numbers quoted with the patch series (2013-2014).
 PUBLISHED = [{"before": 6045, "after": 30232, "command": "ebizzy -S 30 -n 512", "cpus": "1 thread",
               "patch": "v10"},
              {"before": 52389, "after": 203414, "command": "ebizzy -S 20", "cpus": "12 CPUs",
@@ -73,7 +73,8 @@ def chunks_for(size, source):
 
 def one_run(tools, workdir, strategy, size, chunks, seconds, traced, limit=None,
             random_sizes=False):
-    """One ebizzy run -> {"status": "ok"|"oom", records_per_s, maxrss_kb, purges, usage}."""
+    """One ebizzy run -> {"status": "ok"|"oom", records_per_s, maxrss_kb, runs_discarded,
+    usage}."""
     lib, exe = tools
     argv = [exe, "-S", f"{seconds:g}", "-n", str(chunks), "-s", str(size), "-t", "1", "-R", "1"]
     if random_sizes:
@@ -93,10 +94,10 @@ def one_run(tools, workdir, strategy, size, chunks, seconds, traced, limit=None,
         cmd, env = argv, {**os.environ, **settings}
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True,
                           timeout=seconds * 20 + 120)
-    out = {"status": "ok", "purges": 0, "usage": None, "enforced": 0}
+    out = {"status": "ok", "runs_discarded": 0, "usage": None, "enforced": 0}
     if traced and report.exists():
         doc = json.loads(report.read_text())
-        out["purges"] = doc["total"]["purges"]
+        out["runs_discarded"] = doc["total"]["runs_discarded"]
         if doc.get("pressure"):
             out["usage"] = doc["pressure"]["max_usage"]
             out["enforced"] = doc["pressure"].get("enforced", 0)
@@ -115,7 +116,7 @@ def summarise(runs):
     """Medians over the runs that finished; how many were OOM-killed."""
     ok = [r for r in runs if r["status"] == "ok"]
     row = {"runs": len(runs), "oom": len(runs) - len(ok),
-           "purges": statistics.median(r["purges"] for r in runs)}
+           "runs_discarded": statistics.median(r["runs_discarded"] for r in runs)}
     usage = [r["usage"] for r in runs if r["usage"] is not None]
     row["usage"] = statistics.median(usage) if usage else None
     if ok:
@@ -332,14 +333,14 @@ def render_pressure(results):
         "to keep's (both measured first without a limit): the cache does not fit. All rows "
         "under vrange-run.",
         "",
-        "| chunk | limit | strategy | no limit | under the limit | peak RSS (MiB) | purges |",
+        "| chunk | limit | strategy | no limit | under the limit | peak RSS (MiB) | runs discarded |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lim = r["limited"]
         rss = f"{lim['maxrss_kb'] / 1024:.0f}" if "maxrss_kb" in lim else "-"
         lines.append(f"| {size_text(r['size'])} | {r['limit'] // MiB} MiB | {r['strategy']} | "
-                     f"{rate(r.get('no_limit'))} | {rate(lim)} | {rss} | {lim['purges']:.0f} |")
+                     f"{rate(r.get('no_limit'))} | {rate(lim)} | {rss} | {lim['runs_discarded']:.0f} |")
     heads = []
     by = {(r["size"], r["strategy"]): r for r in rows}
     for size in sorted({r["size"] for r in rows}):

@@ -1,6 +1,6 @@
 """vrange-run benchmarks: run side by side, write docs/benchmarks.md + JSON.
 
-    python3 benchmarks/run.py [--runs N] [--quick]
+    python3 benchmarks/run.py [--runs N] [--quick] [--only SECTION,...] [--render]
 
 Everything is measured in one run on one machine and reported as medians
 and ratios of things measured together (never as absolute pass/fail
@@ -15,6 +15,10 @@ programs that never call vrange (also a threaded program on jemalloc under
 --check-access), scale (the range tree
 with 10^5 ranges, the supervisor's memory with 100 traced processes), and
 the ebizzy-like workload on the reference allocator (benchmarks/ebizzy.py).
+
+`--only` measures some sections and merges their rows into the committed
+results.json (a note says when); `--render` rewrites docs/benchmarks.md
+from results.json without measuring anything.
 """
 import argparse
 import glob
@@ -123,6 +127,19 @@ def trap_round_trip(runs, calls, exe):
             fns[f"floor_{kind}_2cpus"] = lambda floor=floor: measure(
                 [*floor, "taskset", "-c", "1", *probe_calls, slow])
     return interleaved(runs, fns)
+
+
+def testing_round_trip(runs, calls, exe):
+    """The call round trip under the allocator-testing options, which stop
+    every call in ptrace: `--check-access report` (each VOLATILE call
+    protects its range, each NONVOLATILE unprotects it) and `--purge-policy
+    always` (each VOLATILE call purges; the probe's page is never touched,
+    so nothing is resident to discard)."""
+    probe_calls = [exe["bench_probe"], "calls", calls // 4]
+    return interleaved(runs, {
+        "trap_checked": lambda: probe(probe_calls, ["--check-access", "report"]),
+        "trap_forced": lambda: probe(probe_calls, ["--purge-policy", "always"]),
+    })
 
 
 def purge_throughput(runs, purge_mb, exe):
@@ -261,6 +278,45 @@ def untrapped_cost(runs, exe, quick):
     return out
 
 
+def dd_seconds(argv):
+    """dd's own time for its copy ("... copied, 0.0871 s, ..." on stderr)."""
+    proc = subprocess.run(list(map(str, argv)), capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, LC_ALL="C"))
+    m = re.search(r"copied, ([\d.]+) s", proc.stderr)
+    if proc.returncode or not m:
+        raise RuntimeError(f"{argv}: exit {proc.returncode}: {proc.stderr}")
+    return {"ms": float(m.group(1)) * 1e3}
+
+
+def untrapped_processes(runs, exe, quick):
+    """Untrapped work that vrange-run still sees: a loop of fork + exec
+    /bin/true + wait (vrange-run follows every fork and exec with ptrace),
+    timed by the program itself, and dd copying /dev/zero to /dev/null 64
+    bytes at a time (a read and a write per block, each through the seccomp
+    filter), timed by dd; bare, under the empty notify floor and under
+    vrange-run, in turn."""
+    prog = exe["bench_untrapped"]
+    forks = 200 if quick else 1000
+    blocks = 200_000 if quick else 1_000_000
+    dd = ["dd", "if=/dev/zero", "of=/dev/null", "bs=64", f"count={blocks}"]
+    out = {}
+    for kind, n, fns in (
+            ("forkexec", forks, {
+                "bare": lambda: measure([prog, "forkexec", forks]),
+                "floor": lambda: measure([exe["floor_notify"], NR, prog, "forkexec", forks]),
+                "traced": lambda: probe([prog, "forkexec", forks])}),
+            ("dd", blocks, {
+                "bare": lambda: dd_seconds(dd),
+                "floor": lambda: dd_seconds([exe["floor_notify"], NR, *dd]),
+                "traced": lambda: dd_seconds([*VRANGE_RUN, *dd])})):
+        r = interleaved(runs, fns)
+        bare, floor, traced = r["bare"]["ms"], r["floor"]["ms"], r["traced"]["ms"]
+        out[f"untrapped_{kind}"] = {"n": n, "runs": runs, "bare_ms": bare, "floor_ms": floor,
+                                    "traced_ms": traced, "ratio": traced / bare,
+                                    "floor_ratio": floor / bare}
+    return out
+
+
 def tree_ops(runs, quick, ranges=100_000):
     """Range-tree operations per second on one space holding `ranges`
     one-page ranges (every 4th purged), and the time to choose 1 MiB of
@@ -329,57 +385,101 @@ def supervisor_rss(runs, exe, counts=(1, 100)):
     return {f"rss_{count}": r[count] for count in counts}
 
 
+def sections(opts, calls, purge_mb, exe, tmp, notes):
+    """name -> (what it measures, a function returning its results), in
+    the order a full run measures them."""
+    def ebizzy_rows():
+        import ebizzy
+        return {"ebizzy": ebizzy.measure(tmp, runs=min(opts.runs, 3), quick=opts.quick)}
+    return {
+        "trap": ("trap round trip and floors",
+                 lambda: trap_round_trip(opts.runs, calls, exe)),
+        "testing": ("round trip under --check-access and --purge-policy always",
+                    lambda: testing_round_trip(opts.runs, calls, exe)),
+        "purge": ("purge", lambda: purge_throughput(opts.runs, purge_mb, exe)),
+        "reaction": ("pressure reaction", lambda: pressure_reaction(opts.runs, exe, notes)),
+        "latency": ("purge latency", lambda: purge_latency(100 if opts.quick else 300, exe)),
+        "storm": ("calls under a purge storm", lambda: purge_storm(1 if opts.quick else 2, exe)),
+        "peak": ("peak usage under a limit",
+                 lambda: peak_under_limit(1 if opts.quick else min(opts.runs, 3), exe, notes)),
+        "idle": ("idle cost", lambda: {"idle_limit": idle_cost(3, ["--memory-limit", "64M"]),
+                                       "idle_auto": idle_cost(3, [])}),
+        "untrapped": ("untrapped cost", lambda: untrapped_cost(opts.runs, exe, opts.quick)),
+        "processes": ("fork+exec and dd under vrange-run",
+                      lambda: untrapped_processes(opts.runs, exe, opts.quick)),
+        "scale": ("scale", lambda: {"tree": tree_ops(opts.runs, opts.quick),
+                                    **supervisor_rss(min(opts.runs, 3), exe)}),
+        "jemalloc": ("jemalloc under --check-access",
+                     lambda: jemalloc_checked(opts.runs, exe, notes)),
+        "ebizzy": ("ebizzy-like workload and the reference allocator", ebizzy_rows),
+    }
+
+
+def write(machine, results, notes, out, json_path):
+    import ebizzy
+    Path(json_path).write_text(json.dumps({"machine": machine, "results": results,
+                                           "notes": notes}, indent=1) + "\n")
+    Path(out).write_text(render(machine, results, notes) + "\n" + ebizzy.render(results["ebizzy"]))
+    print(f"wrote {out} and {json_path}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=5, help="runs per row (median reported)")
     ap.add_argument("--quick", action="store_true",
                     help="fewer calls, a smaller purge, shorter loops")
+    ap.add_argument("--only", metavar="SECTION,...",
+                    help="measure only these sections (see --list) and merge their rows "
+                         "into the existing --json file")
+    ap.add_argument("--list", action="store_true", help="list the sections and exit")
+    ap.add_argument("--render", action="store_true",
+                    help="measure nothing: rewrite --out from the --json file")
     ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
     ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results.json"))
     opts = ap.parse_args()
     calls = 5000 if opts.quick else 20000
     purge_mb = 256 if opts.quick else 1024
+    sys.path.insert(0, str(ROOT / "benchmarks"))   # ebizzy.py
 
+    if opts.render:
+        doc = json.loads(Path(opts.json).read_text())
+        write(doc["machine"], doc["results"], doc["notes"], opts.out, opts.json)
+        return
+    results, notes = {}, []
+    todo = sections(opts, calls, purge_mb, None, None, notes)
+    if opts.list:
+        for name, (what, _) in todo.items():
+            print(f"{name:10} {what}")
+        return
+    only = opts.only.split(",") if opts.only else list(todo)
+    unknown = set(only) - set(todo)
+    if unknown:
+        ap.error(f"--only: no section {', '.join(sorted(unknown))} (see --list)")
     load_before = os.getloadavg()[0]   # others' load on a shared machine skews every row
     tmp = tempfile.mkdtemp(prefix="vrange-bench-")
     exe = build(tmp)
-    results, notes = {}, []
-    print("trap round trip and floors ...", flush=True)
-    results.update(trap_round_trip(opts.runs, calls, exe))
-    print("purge ...", flush=True)
-    results.update(purge_throughput(opts.runs, purge_mb, exe))
-    print("pressure reaction ...", flush=True)
-    results.update(pressure_reaction(opts.runs, exe, notes))
-    print("purge latency ...", flush=True)
-    results.update(purge_latency(100 if opts.quick else 300, exe))
-    print("calls under a purge storm ...", flush=True)
-    results.update(purge_storm(1 if opts.quick else 2, exe))
-    print("peak usage under a limit ...", flush=True)
-    results.update(peak_under_limit(1 if opts.quick else min(opts.runs, 3), exe, notes))
-    print("idle cost ...", flush=True)
-    results["idle_limit"] = idle_cost(3, ["--memory-limit", "64M"])
-    results["idle_auto"] = idle_cost(3, [])
-    print("untrapped cost ...", flush=True)
-    results.update(untrapped_cost(opts.runs, exe, opts.quick))
-    print("scale ...", flush=True)
-    results["tree"] = tree_ops(opts.runs, opts.quick)
-    results.update(supervisor_rss(min(opts.runs, 3), exe))
-    print("jemalloc under --check-access ...", flush=True)
-    results.update(jemalloc_checked(opts.runs, exe, notes))
-    print("ebizzy-like workload and the reference allocator ...", flush=True)
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    import ebizzy
-    results["ebizzy"] = ebizzy.measure(tmp, runs=min(opts.runs, 3), quick=opts.quick)
+    todo = sections(opts, calls, purge_mb, exe, tmp, notes)
+    for name in only:
+        what, measure_section = todo[name]
+        print(f"{what} ...", flush=True)
+        results.update(measure_section())
 
+    load = [load_before, os.getloadavg()[0]]
     machine = {"kernel": platform.release(), "machine": platform.machine(),
                "cpus": os.cpu_count(), "python": platform.python_version(),
                "date": time.strftime("%Y-%m-%d"), "runs": opts.runs, "calls": calls,
-               "purge_mb": purge_mb, "loadavg": [load_before, os.getloadavg()[0]]}
-    Path(opts.json).write_text(json.dumps({"machine": machine, "results": results,
-                                           "notes": notes}, indent=1) + "\n")
-    Path(opts.out).write_text(render(machine, results, notes) + "\n"
-                              + ebizzy.render(results["ebizzy"]))
-    print(f"wrote {opts.out} and {opts.json}")
+               "purge_mb": purge_mb, "loadavg": load}
+    if opts.only:   # the other rows stay as the last full run measured them
+        doc = json.loads(Path(opts.json).read_text())
+        remeasured = f"{', '.join(sorted(results))}: measured on their own"
+        notes = [n for n in doc["notes"] if not n.startswith(remeasured)] + notes + [
+            f"{remeasured} "
+            f"(`benchmarks/run.py --only {opts.only}"
+            f"{f' --runs {opts.runs}' if opts.runs != 5 else ''}"
+            f"{' --quick' if opts.quick else ''}`, {machine['date']}, kernel "
+            f"{machine['kernel']}, load average {load[0]:.1f} before, {load[1]:.1f} after)"]
+        results, machine = {**doc["results"], **results}, doc["machine"]
+    write(machine, results, notes, opts.out, opts.json)
     shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -437,6 +537,21 @@ def trap_rows(r):
                      (f"{kind} floor, supervisor and program pinned to different CPUs",
                       f"{two:.1f} us", f"{two / one:.0f}x one CPU")]
     return rows
+
+
+def testing_rows(r):
+    if "trap_checked" not in r:
+        return []
+    tp = r["trap_ptrace"]["calls_us"]
+    return [(f"the same, under `{option}`", f"{r[key]['calls_us']:.1f} us",
+             f"{r[key]['calls_us'] / tp:.1f}x `--trap ptrace` (every call stops in ptrace); "
+             + why)
+            for key, option, why in (
+                ("trap_checked", "--check-access report",
+                 "each call also changes the page's protection"),
+                ("trap_forced", "--purge-policy always",
+                 "each VOLATILE call also purges (the page is never touched: nothing to "
+                 "discard)"))]
 
 
 def purge_rows(m, r):
@@ -622,6 +737,23 @@ def untrapped_rows(r):
                             (f"compute-bound program ({uc['n'] / 1e6:g}M xorshift rounds)", uc))]
 
 
+def process_rows(r):
+    if "untrapped_forkexec" not in r:
+        return []
+    fe, dd = r["untrapped_forkexec"], r["untrapped_dd"]
+    return [
+        (f"{fe['n']:,} fork + exec /bin/true + wait under vrange-run",
+         f"{fe['traced_ms']:.0f} ms",
+         f"{fe['ratio']:.2f}x bare ({fe['bare_ms']:.0f} ms; {fe['bare_ms'] * 1e3 / fe['n']:.0f} "
+         f"us a process, {fe['traced_ms'] * 1e3 / fe['n']:.0f} us traced): vrange-run follows "
+         f"every fork and exec with ptrace; the notify floor: {fe['floor_ratio']:.2f}x"),
+        (f"`dd if=/dev/zero of=/dev/null bs=64 count={dd['n']:,}` under vrange-run",
+         f"{dd['traced_ms']:.0f} ms",
+         f"{dd['ratio']:.2f}x bare ({dd['bare_ms']:.0f} ms; dd's own time): a read and a write "
+         f"per block through the seccomp filter; the notify floor: {dd['floor_ratio']:.2f}x"),
+    ]
+
+
 def scale_rows(r):
     t, one, many = r["tree"], r["rss_1"]["rss_kib"], r["rss_100"]["rss_kib"]
     n = f"{t['ranges']:,}"
@@ -640,14 +772,24 @@ def scale_rows(r):
 
 
 def render(m, r, notes):
-    rows = (trap_rows(r) + purge_rows(m, r) + reaction_rows(r) + latency_rows(r)
-            + storm_rows(r) + peak_rows(r) + idle_rows(r)
-            + untrapped_rows(r) + jemalloc_rows(r) + scale_rows(r))
+    rows = (trap_rows(r) + testing_rows(r) + purge_rows(m, r) + reaction_rows(r)
+            + latency_rows(r) + storm_rows(r) + peak_rows(r) + idle_rows(r)
+            + untrapped_rows(r) + process_rows(r) + jemalloc_rows(r) + scale_rows(r))
     table = "\n".join(f"| {a} | {b} | {c} |" for a, b, c in rows)
     tn, fn = r["trap_notify"]["calls_us"], r["floor_notify"]["calls_us"]
     ps = r["purge_sigbus"]
     us, uc = r["untrapped_syscalls"], r["untrapped_compute"]
-    worst_untrapped = max(us["overhead_pct"], uc["overhead_pct"])
+    worst_untrapped = max(us["overhead_pct"], uc["overhead_pct"],
+                          *((r[k]["ratio"] - 1) * 100 for k in ("untrapped_forkexec", "untrapped_dd")
+                            if k in r))
+    processes = ""
+    if "untrapped_forkexec" in r:
+        fe, dd = r["untrapped_forkexec"], r["untrapped_dd"]
+        processes = f"""
+  Work that forks and execs costs more: a fork+exec loop runs
+  {fe['ratio']:.2f}x as long (vrange-run stops each new process and each
+  exec in ptrace to follow it), and `dd bs=64` {dd['ratio']:.2f}x (two
+  filtered syscalls per 64 bytes; under the floor {dd['floor_ratio']:.2f}x)."""
     tpy = r["trap_python"]["calls_us"]
     trap_verdict = f"""**{'met' if tn <= 3 * fn else 'missed'}**: {tn:.1f} us per call,
   {tn / fn:.1f}x the floor. The native loop (`native/ext/fastpath.c`) answers
@@ -677,8 +819,7 @@ with it, run after run. The notify floor sets the synchronous wake-up
 (SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP), as vrange-run does. Neither the floors
 nor vrange-run are pinned to CPUs in the main rows, so the scheduler decides
 whether each wake-up stays on one CPU or crosses to another; the pinned rows
-show what each costs. `../shared/reference/linux-facts.md` recorded
-3.7-4.2 us (notify) and 47-71 us (ptrace, crossing CPUs) here.
+show what each costs.
 
 ## Against the targets
 
@@ -692,7 +833,7 @@ show what each costs. `../shared/reference/linux-facts.md` recorded
   seccomp filter, the syscall-heavy loop costs {us['floor_overhead_pct']:+.1f}%: that part is the
   kernel's seccomp work on every syscall of a filtered task (a filter of
   any content puts the task on the slow syscall-entry path). vrange-run
-  differs from the floor by {us['overhead_pct'] - us['floor_overhead_pct']:+.1f} points.
+  differs from the floor by {us['overhead_pct'] - us['floor_overhead_pct']:+.1f} points.{processes}
 - Injected purge at least 0.8x the program's own madvise: **{'met' if purge_ratio >= 0.8 else 'missed'}**
   ({purge_ratio:.3f}x). The gap is the fixed cost of waking the supervisor,
   stopping a thread and finding the resident pages (PAGEMAP_SCAN when no

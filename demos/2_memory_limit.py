@@ -73,9 +73,13 @@ def main():
     freed = sum(e["bytes"] for e in purges)
     usage = max((e["usage"] for e in events if e["ev"] == "pressure"), default=0)
     start = events[0] if events else {"limit": 0, "high": 0}
+    # --stats's total row: calls errors volatile purged purges (one per purge event)
+    total = re.search(r"^\s+total\s+\d+\s+\d+\s+\S+ \S+\s+\S+ \S+\s+(\d+)", proc.stderr, re.M)
+    stats_purges = int(total.group(1)) if total else None
     print(f"\n  the trace ({rel(path)}): the cgroup's usage peaked at {mib(usage)} "
           f"(limit {mib(start['limit'])}, purging starts at {mib(start['high'])}); "
-          f"{len(purges)} purges discarded {mib(freed)} in all")
+          f"{len(purges)} purges discarded {mib(freed)} in all "
+          f"(the 'purges' column of --stats above counts the same purges: {stats_purges})")
     print(f"  plot RSS and volatile memory over time: vrange-report {rel(path)} -o limit.png")
 
     result = dict(re.findall(r"(\w+)=(\d+)", proc.stdout))   # lookups=300 hits=... -> dict
@@ -93,6 +97,8 @@ def main():
         (0 < int(result.get("peak_rss_mib", 0)) < 128 and len(purges) > 0,
          f"peak RSS {result.get('peak_rss_mib')} MiB for a 256 MiB cache: "
          f"vrange-run purged {len(purges)} times"),
+        (stats_purges == len(purges),
+         f"--stats and the trace count the same purges ({stats_purges} and {len(purges)})"),
     ]
     return verdict(checks)
 

@@ -21,17 +21,19 @@ MiB = 1 << 20
 
 def _vrange_run():
     """How to start vrange-run: this checkout's copy if its native part is
-    built here (e.g. `pip install -e .`), else the installed `vrange-run`."""
+    built here (e.g. `pip install -e .`), else the `vrange-run` installed
+    with this Python (e.g. .venv/bin/vrange-run, even if the venv is not
+    active), else the one on PATH."""
     if list((ROOT / "vrangeemu").glob("_native*.so")):
         os.environ["PYTHONPATH"] = os.pathsep.join(
             [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
         return [sys.executable, "-m", "vrangeemu"]
-    for exe in (shutil.which("vrange-run"),
-                os.path.join(sysconfig.get_path("scripts"), "vrange-run")):
+    for exe in (os.path.join(sysconfig.get_path("scripts"), "vrange-run"),
+                shutil.which("vrange-run")):
         if exe and os.access(exe, os.X_OK):
             return [exe]
-    sys.exit("vrange-run is not installed: run `python3 -m pip install .` in "
-             f"{ROOT} first")
+    sys.exit("vrange-run is not installed: run `python3 -m venv .venv && .venv/bin/pip "
+             f"install .` in {ROOT} first")
 
 
 VRANGE_RUN = _vrange_run()

@@ -19,9 +19,10 @@ from helpers import help_options, spawned
 from vrangeemu.observe.events import End, EventBus, SpaceEnd
 from vrangeemu.observe.live import render as live_render, snapshot as live_snapshot, view as live
 from vrangeemu.observe.live.render import render
-from vrangeemu.observe.live.snapshot import Pressure, Process, Snapshot, Strip, snapshot, strip_of
+from vrangeemu.observe.live.snapshot import (Pressure, Process, Snapshot, Strip, final, snapshot,
+                                             strip_of)
 from vrangeemu.model.ranges import PAGE, VolatileRanges
-from vrangeemu.model.space import AddressSpace
+from vrangeemu.model.space import AddressSpace, Stats
 from vrangeemu.supervisor.pressure import Readings
 
 KiB, MiB = 1 << 10, 1 << 20
@@ -119,7 +120,8 @@ def test_render_psi_no_pressure_empty_and_ended():
     text = text_of(Snapshot(0.1, argv=("x",)))
     assert "no traced process yet" in text and "pressure: none" in text
     text = text_of(Snapshot(3.0, argv=("x",), processes=SNAP.processes, exited=2, ended=True))
-    assert "ended after 3.0 s" in text and "2 processes traced; as last seen" in text
+    assert "ended after 3.0 s" in text
+    assert "2 processes traced; counts at exit, memory as last seen" in text
     assert "purge now" not in text
 
 
@@ -234,7 +236,29 @@ def test_a_run_that_ends_before_the_first_frame_still_gets_a_last_frame():
     view.close()                      # no End event (a setup error): close draws it
     text = out.getvalue()
     assert text.count("vrange-run --live") == 1 and "ended after" in text
-    assert "1 process traced" in text and "all traced processes have exited" in text
+    assert "1 process traced" in text
+    # A row per program it ran, as --stats lists them, with its counts.
+    assert re.search(r"^4242\s+sh\s.*\s7\s+1$", text, re.M), text
+    assert re.search(r"^4242\s+prog\s.*\s7\s+1$", text, re.M), text
+
+
+def test_the_last_frame_has_the_counts_at_exit_not_the_last_snapshots():
+    space = make_space(300, [(0, 10)])
+    last = snapshot(fake_state([space]), rss_of=lambda pid: 5 * KiB)
+    at_exit = Stats(calls=664, purges=9, purged_bytes=40 * PAGE)
+    snap = final(last, [(300, "prog", at_exit), (301, "child", Stats(calls=2))], elapsed=4.0,
+                 exited=2)
+    assert snap.ended and snap.exited == 2 and snap.elapsed == 4.0
+    p, child = snap.processes
+    assert (p.calls, p.purges, p.purged_total) == (664, 9, 40 * PAGE)
+    assert (p.rss, p.volatile, p.strip) == (5 * KiB, 10 * PAGE, last.processes[0].strip)
+    assert (child.pid, child.program, child.calls, child.rss, child.strip) == \
+        (301, "child", 2, 0, None)          # ended between two snapshots: never seen
+    # Too many to show: the busiest ones stay, in their order.
+    many = final(last, [(i, "p", Stats(calls=i % 7)) for i in range(10)], 1.0, 10,
+                 max_processes=3)
+    assert [p.pid for p in many.processes] == [4, 5, 6] and many.hidden == 7
+    assert "... and 7 more process(es)\n" in text_of(many)
 
 
 def test_a_view_bug_stops_the_view_not_the_program(capsys, monkeypatch):

@@ -24,7 +24,7 @@ DATA = ROOT / "tests" / "data"
 
 def space_end_stats():
     return Stats(calls=12, errors=1, marked_bytes=40 * PAGE, purged_bytes=8 * PAGE, purges=2,
-                 purged_answers=1, volatile_calls=9, volatile_peak=32 * PAGE)
+                 runs_discarded=3, purged_answers=1, volatile_calls=9, volatile_peak=32 * PAGE)
 
 
 # (new event, (kind, fields in today's order) for Trace.event; None: a Trace.call)
@@ -138,7 +138,8 @@ def make_space(pid, name, marked):
 @pytest.mark.parametrize("with_pressure", [False, True])
 def test_stats_of_the_bus_match_the_replaced_report(tmp_path, with_pressure):
     gone = [(10, "sh", space_end_stats()), (10, "a-very-long-program-name", Stats(calls=1)),
-            (11, "child", Stats(errors=2, purges=1, purged_bytes=3 << 30))]
+            (11, "child", Stats(errors=2, purges=1, runs_discarded=4,
+                                purged_bytes=3 << 30))]
     live = [make_space(12, "worker", 5), make_space(13, "idle", 0)]
     pressure = None
     if with_pressure:

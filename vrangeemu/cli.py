@@ -89,7 +89,8 @@ def parse_args(argv):
         prog="vrange-run", allow_abbrev=False,
         description="Run PROGRAM with the vrange() volatile-range syscall emulated: its "
                     "calls are trapped with seccomp and answered with the semantics of the "
-                    "2013-2014 kernel patches; every other syscall runs natively.",
+                    "2013-2014 kernel patches; every other syscall goes to the kernel "
+                    "untrapped.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--abi", choices=sorted(PROFILES), default="native",
                         help="which vrange ABI the program was built for (default: native)")
@@ -97,8 +98,8 @@ def parse_args(argv):
                         help="trap syscall number N instead of the profile's")
     parser.add_argument("--trap", choices=("notify", "ptrace"), default="notify",
                         help="how calls are trapped: seccomp user notification (default, "
-                             "~4 us a call) or RET_TRACE + ptrace stop (~50 us; for kernels "
-                             "before 5.0)")
+                             "about 9 us a call) or RET_TRACE + ptrace stop (about 80 us a "
+                             "call; for kernels before 5.0)")
     parser.add_argument("--memory-limit", metavar="SIZE", type=_size,
                         help="run the program in a memory cgroup of SIZE (e.g. 64M, 2G) and "
                              "purge volatile memory to stay under it")
@@ -114,12 +115,13 @@ def parse_args(argv):
                              "the v10 patches) or starts with none")
     parser.add_argument("--stats", action="store_true",
                         help="print per-process counts (calls, bytes made volatile, bytes "
-                             "purged) on stderr at exit")
+                             "purged, purges: one per purge event of --trace) on stderr at exit")
     parser.add_argument("--stats-json", metavar="FILE",
-                        help="write the same counts and the pressure readings as JSON to FILE")
+                        help="write the same counts (and runs_discarded: the madvise runs of "
+                             "those purges) and the pressure readings as JSON to FILE")
     check = parser.add_argument_group(
         "testing allocators", "Make bugs of vrange users show up at once, like a sanitizer. "
-        "These options stop each vrange call in ptrace (--trap ptrace, ~160 us a call).")
+        "These options stop each vrange call in ptrace (--trap ptrace, 55-140 us a call).")
     check.add_argument("--purge-policy", choices=POLICIES, default="pressure",
                        help="when volatile ranges are discarded: under memory pressure "
                             "(default); always, the moment they become volatile; or random, "

@@ -1,10 +1,10 @@
 """vrange-run as a Unix wrapper: exit statuses, signals, errors, help, clients."""
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
+import sysconfig
 import time
 
 import pytest
@@ -90,7 +90,9 @@ def test_help_explains_abis_claimed_numbers_and_exit_codes():
 
 
 def test_console_script_is_installed():
-    exe = shutil.which("vrange-run") or os.path.join(os.path.dirname(sys.executable), "vrange-run")
+    # The one installed with this Python (a venv need not be active), not
+    # another found on PATH.
+    exe = os.path.join(sysconfig.get_path("scripts"), "vrange-run")
     proc = subprocess.run([exe, "sh", "-c", "exit 3"], timeout=60)
     assert proc.returncode == 3
 

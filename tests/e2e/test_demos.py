@@ -39,6 +39,7 @@ def test_cache_four_times_the_limit_lives_under_vrange_run():
     assert ("(skipped:" in out
             or "[ok] without vrange-run: killed by signal 9 (the OOM killer)" in out)
     assert "[ok] under vrange-run: exit status 0, 300 lookups, wrong=0" in out
+    assert "[ok] --stats and the trace count the same purges" in out   # one meaning of "purges"
     assert "vrange-report demos/build/2_memory_limit.trace.jsonl" in out
 
 

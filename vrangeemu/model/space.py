@@ -11,7 +11,8 @@ class Stats:
     errors: int = 0           # of which refused with an errno
     marked_bytes: int = 0     # bytes made volatile, summed over calls
     purged_bytes: int = 0     # bytes discarded by purges
-    purges: int = 0           # runs discarded: one per injected madvise (a trace "purge" event may hold several)
+    purges: int = 0           # purges of this space: one per trace "purge" event
+    runs_discarded: int = 0   # address runs discarded: one per injected madvise (a purge holds one or more)
     purged_answers: int = 0   # NONVOLATILE calls that answered "purged"
     volatile_calls: int = 0   # VOLATILE calls that marked something
     violations: int = 0       # accesses to volatile memory (--check-access)

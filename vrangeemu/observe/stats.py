@@ -72,8 +72,10 @@ def print_stats(collector, state, out):
     print(f"  {'total':>7} {'':<16} {total.calls:>7} {total.errors:>6} "
           f"{human(total.marked_bytes):>10} {human(total.purged_bytes):>10} "
           f"{total.purges:>6} {total.purged_answers:>15}", file=out)
-    print("  volatile = bytes made volatile (summed over calls); peak-vol = most volatile at "
-          "once; peak-res = most volatile bytes resident when pressure was seen", file=out)
+    print("  volatile = bytes made volatile (summed over calls); purged = bytes discarded; "
+          "purges = purges of the process (one --trace `purge` event each); peak-vol = most "
+          "volatile at once; peak-res = most volatile bytes resident when pressure was seen",
+          file=out)
     if state.pressure:
         r = state.pressure.readings
         print(f"  pressure: {r.source}: {r.checks} checks, {r.over_high} over the high mark, "

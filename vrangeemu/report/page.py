@@ -42,8 +42,9 @@ svg {{ max-width: 100%; height: auto; }}
 <tr>{"".join(f"<th>{h}</th>" for h in head)}</tr>
 {chr(10).join(rows)}
 </table>
-<p>made volatile: bytes marked volatile, summed over calls; purged: bytes discarded by
-purges; answered purged: NONVOLATILE calls that answered "purged".</p>
+<p>made volatile: bytes marked volatile, summed over calls; purges: purge events (one
+purge of the process each, as --stats counts them); purged: bytes discarded by them;
+answered purged: NONVOLATILE calls that answered "purged".</p>
 <h2>Timeline</h2>
 {svg}
 </body>

@@ -173,7 +173,8 @@ class Checker:
             return
         stats = [st for _, _, st in self.tasks.finished] + [sp.stats for sp in self.tasks.spaces()]
         marked = sum(st.volatile_calls for st in stats)
-        purged = sum(st.purges for st in stats)
+        purges = sum(st.purges for st in stats)
+        runs = sum(st.runs_discarded for st in stats)
         answers = sum(st.purged_answers for st in stats)
         procs = len({v.pid for v in self.violations})
         policy = self.policy.name + (f", seed {self.policy.seed}" if self.policy.name == "random" else "")
@@ -181,6 +182,6 @@ class Checker:
         if self.check_access != "off":
             found = (f"{len(self.violations)} volatile access violation(s)"
                      f"{f' in {procs} process(es)' if procs else ''}; ")
-        print(f"vrange-run: summary: {found}{marked} VOLATILE calls, {purged} runs discarded "
-              f"(policy {policy}), {answers} purged answers received by the program",
+        print(f"vrange-run: summary: {found}{marked} VOLATILE calls, {purges} purges "
+              f"({runs} runs discarded; policy {policy}), {answers} purged answers received by the program",
               file=out, flush=True)

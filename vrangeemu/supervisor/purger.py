@@ -430,10 +430,13 @@ class Purger:
             for run in discarded:
                 freed += space.ranges.set_purged(*run)
             gone += discarded
-            space.stats.purges += bool(discarded)
+            space.stats.runs_discarded += bool(discarded)
         self.mirror.add_purged(space, gone)
         space.stats.purged_bytes += freed
         space.stats.anon_rss_after_purge = procfs.anon_rss_of(task.tid)
+        if not plan:   # a PREPARE request only started the purger thread: no purge
+            return
+        space.stats.purges += 1   # one purge = one `purge` event, as the report counts them
         if self.bus.wants(Purge):
             self.bus.emit(Purge(
                 pid=space.tgid, tid=task.tid, why=why, runs=[list(run) for run in plan],

@@ -42,7 +42,9 @@ def render(snap, width, ascii=False):
     parts = [_header(snap, width, ascii)]
     if snap.processes:
         parts.append(_table(snap, width, ascii))
-        if snap.hidden:
+        if snap.hidden and snap.ended:
+            parts.append(Text(f"... and {snap.hidden} more process(es)", style="dim"))
+        elif snap.hidden:
             parts.append(Text(f"... and {snap.hidden} more process(es): "
                               f"{human(snap.hidden_volatile)} volatile, "
                               f"{human(snap.hidden_purged)} purged", style="dim"))
@@ -68,7 +70,7 @@ def _header(snap, width, ascii):
     if snap.ended:
         parts = [(f"ended after {snap.elapsed:.1f} s", "bold"),
                  (f"{_count(snap.exited, 'process', 'processes')} traced"
-                  + ("; as last seen:" if snap.processes else ""), "")]
+                  + ("; counts at exit, memory as last seen:" if snap.processes else ""), "")]
     else:
         count = _count(len(snap.processes) + snap.hidden, "process", "processes")
         parts = [(f"{snap.elapsed:.1f} s", ""),

@@ -120,6 +120,31 @@ def snapshot(state, gone=(), rss_of=None, started=None, max_processes=PLAIN_ROWS
         pressure=_pressure(state.pressure), supervisor_pid=os.getpid())
 
 
+def final(last, ended, elapsed, exited, max_processes=PLAIN_ROWS):
+    """The last frame, drawn once the program is gone: a row per address
+    space that ended (`ended`: (pid, program, Stats) of the SpaceEnd events,
+    in order, as --stats lists them) with its counts at exit; what only a
+    running process has (threads, RSS, volatile and purged bytes, ranges,
+    strip) as `last`, the newest snapshot, showed it (if it did).  Without
+    any SpaceEnd (a setup error) `last`'s rows are kept.  Rows beyond
+    `max_processes` are those with the fewest calls, counted as hidden."""
+    base = last if last is not None else Snapshot(elapsed)
+    rows = list(base.processes)
+    if ended:
+        seen = {(p.pid, p.program): p for p in base.processes}
+        rows = [dataclasses.replace(seen.get((pid, program)) or Process(pid, program, threads=0),
+                                    calls=st.calls, purges=st.purges,
+                                    purged_total=st.purged_bytes)
+                for pid, program, st in ended]
+    hidden = 0
+    if len(rows) > max_processes:   # the busiest ones, in their order
+        keep = set(sorted(range(len(rows)), key=lambda i: -rows[i].calls)[:max_processes])
+        hidden = len(rows) - len(keep)
+        rows = [r for i, r in enumerate(rows) if i in keep]
+    return dataclasses.replace(base, processes=tuple(rows), hidden=hidden, hidden_volatile=0,
+                               hidden_purged=0, ended=True, elapsed=elapsed, exited=exited)
+
+
 def _strips(spaces, cache, deadline, now):
     """id(space) -> Strip (or None: not built yet) for `spaces`; `cache` maps
     id(space) to (space, fingerprint, strip, when built).  A strip is rebuilt

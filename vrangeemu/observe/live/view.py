@@ -5,9 +5,9 @@ it to a drawing thread, so rendering and a slow or blocked terminal never
 hold up the loop that answers the calls.  On a terminal the thread redraws
 in place (rich.live.Live); otherwise it prints a plain-text frame at most
 every PLAIN_EVERY seconds.  The last frame (marked ended) is drawn at the
-End event, or at close() if none came.
+End event, or at close() if none came, with each process's counts at exit
+(from its SpaceEnd event), not those of the last snapshot.
 """
-import dataclasses
 import os
 import sys
 import threading
@@ -15,7 +15,7 @@ import time
 
 from ..events import End, SpaceEnd
 from .render import render
-from .snapshot import PLAIN_ROWS, snapshot
+from .snapshot import PLAIN_ROWS, final, snapshot
 
 REFRESH = 0.25        # seconds between snapshots (and redraws on a terminal)
 PLAIN_EVERY = 1.0     # seconds between plain-text frames when stderr is no terminal
@@ -39,6 +39,7 @@ class LiveView:
         from rich.console import Console
         self.state = state
         self._gone = set()                  # pids of the SpaceEnd events seen
+        self._ended_rows = []               # (pid, program, Stats) of each SpaceEnd
         self._ended = False                 # the last frame is handed over
         self.stream = stream if stream is not None else sys.stderr
         if self.stream is None:   # no stderr at all: never fall back to stdout
@@ -103,6 +104,7 @@ class LiveView:
 
     def _on_space_end(self, ev):
         self._gone.add(ev.pid)
+        self._ended_rows.append((ev.pid, ev.program, ev.stats))
 
     def _on_end(self, ev):
         if not self._ended:
@@ -112,21 +114,19 @@ class LiveView:
         """Draw the last frame (marked ended) and give the terminal back."""
         self._ended = True
         try:
-            final = self._last
-            if final is None and self._gone:   # it ran, but ended before the first frame
-                final = snapshot(self.state, self._gone, started=self.started, cache=self._cache)
-            if final is not None:
+            last_frame = None
+            if self._last is not None or self._gone:   # it ran (maybe not until a first frame)
                 # Every process has exited now (an exec'd one ended once per
                 # program it ran: count pids).
-                final = dataclasses.replace(final, ended=True,
-                                            elapsed=time.monotonic() - self.started,
-                                            exited=len(self._gone))
+                last_frame = final(self._last, self._ended_rows,
+                                   elapsed=time.monotonic() - self.started,
+                                   exited=len(self._gone), max_processes=self._rows())
         except Exception:
-            final = None
+            last_frame = None
         with self._cond:
             self._closing = True
-            if final is not None and not self._stopped:
-                self._pending = final
+            if last_frame is not None and not self._stopped:
+                self._pending = last_frame
             self._cond.notify()
         if self._thread is None:
             self._draw_loop()     # nothing drawn yet: draw the final frame here
