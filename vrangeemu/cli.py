@@ -85,6 +85,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parse_args(argv):
+    from .version import VersionAction
     parser = _Parser(
         prog="vrange-run", allow_abbrev=False,
         description="Run PROGRAM with the vrange() volatile-range syscall emulated: its "
@@ -93,6 +94,7 @@ def parse_args(argv):
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--abi", choices=sorted(PROFILES), default="native",
                         help="which vrange ABI the program was built for (default: native)")
+    parser.add_argument("--version", action=VersionAction)
     parser.add_argument("--syscall-nr", type=int, metavar="N",
                         help="trap syscall number N instead of the profile's")
     parser.add_argument("--trap", choices=("notify", "ptrace"), default="notify",

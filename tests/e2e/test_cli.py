@@ -1,4 +1,5 @@
 """vrange-run as a Unix wrapper: exit statuses, signals, errors, help, clients."""
+import configparser
 import os
 import re
 import shutil
@@ -9,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import VRANGE_RUN, vrange_run
+from conftest import ROOT, VRANGE_REPORT, VRANGE_RUN, vrange_run
 from helpers import help_options, help_sections, paragraphs, spawned
 from vrangeemu.abi import PROFILES
 
@@ -48,15 +49,24 @@ def test_bad_options_are_125_without_traceback(args, message):
     assert message in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_version_of_both_commands():
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    want = cfg.get("metadata", "version")
+    for name, argv in (("vrange-run", VRANGE_RUN), ("vrange-report", VRANGE_REPORT)):
+        proc = subprocess.run([*argv, "--version"], capture_output=True, text=True, timeout=60)
+        assert (proc.returncode, proc.stdout, proc.stderr) == (0, f"{name} {want}\n", "")
+
+
 def test_options_after_the_program_belong_to_it():
     proc = vrange_run("sh", "-c", 'echo "$@"', "sh", "--stats", "-v")
     assert proc.returncode == 0 and proc.stdout == "--stats -v\n" and proc.stderr == ""
 
 
 # What --help must tell, checked as structure and facts, not sentences.
-OPTIONS = ("-h", "--help", "--abi", "--syscall-nr", "--trap", "--memory-limit", "--pressure",
-           "--purged-access", "--fork-volatility", "--stats", "--stats-json", "--trace",
-           "--live", "-v", "--verbose")
+OPTIONS = ("-h", "--help", "--version", "--abi", "--syscall-nr", "--trap", "--memory-limit",
+           "--pressure", "--purged-access", "--fork-volatility", "--stats", "--stats-json",
+           "--trace", "--live", "-v", "--verbose")
 CHECK_OPTIONS = ("--purge-policy", "--purge-probability", "--purge-delay", "--seed",
                  "--check-access")
 EXIT_STATUSES = ("128+N", "66", "125", "126", "127")

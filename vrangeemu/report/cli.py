@@ -10,6 +10,7 @@ import io
 import os
 import sys
 
+from ..version import VersionAction
 from .figure import figure
 from .page import html_page
 from .series import TraceError, load, timeline
@@ -57,6 +58,7 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(
         prog="vrange-report", description=DESCRIPTION, epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action=VersionAction)
     parser.add_argument("file", metavar="FILE", help="a trace written by vrange-run --trace FILE")
     parser.add_argument("-o", "--output", metavar="OUT",
                         help="where to write the plot: .png, .svg or .html "
