@@ -7,6 +7,7 @@ import sys
 from .abi import CLAIMED, NATIVE_NR, PROFILES
 from .model.policy import POLICIES, PurgePolicy
 
+EXIT_USAGE = 2     # a mistake in the command line, as argparse and most tools use it
 EXIT_SETUP = 125   # our own failure, as env(1) and timeout(1) use it
 EXIT_INTERNAL = 70   # EX_SOFTWARE: VRANGEEMU_CHECK=1 found the supervisor inconsistent
 
@@ -41,8 +42,9 @@ fails with ENOSYS.
 
 Exit status: the program's own; 128+N if it was killed by signal N;
 66 if --check-access found an access to volatile memory;
-127 if it was not found, 126 if it could not be executed; 125 if vrange-run
-itself failed (bad option, ptrace or seccomp not permitted).
+127 if it was not found, 126 if it could not be executed; 2 for a mistake
+in the command line; 125 if vrange-run itself failed (ptrace or seccomp not
+permitted).
 SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to vrange-run go to the program.
 """
 
@@ -79,9 +81,12 @@ def _size(text):
 
 
 class _Parser(argparse.ArgumentParser):
+    """A usage mistake is one line naming it (not argparse's usage block
+    first), a pointer to --help, and exit status 2."""
+
     def error(self, message):
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_SETUP, f"vrange-run: {message}\n")
+        self.exit(EXIT_USAGE, f"{self.prog}: {message}\n"
+                              f"Try '{self.prog} --help' for more information.\n")
 
 
 def parse_args(argv):
@@ -158,9 +163,14 @@ def parse_args(argv):
                              "movement")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="say what the supervisor does (trap method, forks, execs, purges)")
-    parser.add_argument("program", help="the program to run (searched in PATH)")
-    parser.add_argument("args", nargs=argparse.REMAINDER, help="its arguments")
+    program = parser.add_argument("program", help="the program to run (searched in PATH)")
+    rest = parser.add_argument("args", nargs=argparse.REMAINDER, help="its arguments")
+    # Checked below, to name the one thing missing (argparse lists both).
+    program.required = rest.required = False
     opts = parser.parse_args(argv)
+    if opts.program is None:
+        parser.error("no PROGRAM given: name the program to run after the options "
+                     "(vrange-run [OPTIONS] PROGRAM [ARGS...])")
     if opts.syscall_nr is not None and not 0 <= opts.syscall_nr < 1 << 30:
         parser.error(f"--syscall-nr {opts.syscall_nr}: must be between 0 and 2^30-1")
     return opts

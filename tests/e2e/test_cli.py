@@ -38,15 +38,28 @@ def test_program_not_executable_is_126(tmp_path):
     assert "Permission denied" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def _usage_error(proc):
+    """The one line of a usage error (exit 2, then a pointer to --help)."""
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("vrange-run: "), proc.stderr
+    assert lines[1] == "Try 'vrange-run --help' for more information."
+    return lines[0]
+
+
 @pytest.mark.parametrize("args, message", [
     (["--abi", "v99", "true"], "invalid choice: 'v99'"),
     (["--syscall-nr", "-5", "true"], "--syscall-nr -5"),
-    ([], "the following arguments are required: program"),
+    (["--memory-limit", "10k", "true"], "too small"),
 ])
-def test_bad_options_are_125_without_traceback(args, message):
-    proc = vrange_run(*args)
-    assert proc.returncode == 125
-    assert message in proc.stderr and "Traceback" not in proc.stderr
+def test_bad_options_are_one_line_and_exit_2(args, message):
+    assert message in _usage_error(vrange_run(*args))
+
+
+@pytest.mark.parametrize("args", [[], ["--stats", "-v"]])
+def test_missing_program_is_named(args):
+    cause = _usage_error(vrange_run(*args)).partition("(")[0]   # before the synopsis
+    assert "PROGRAM" in cause and "args" not in cause.lower(), cause   # ARGS are optional
 
 
 def test_version_of_both_commands():
@@ -69,7 +82,7 @@ OPTIONS = ("-h", "--help", "--version", "--abi", "--syscall-nr", "--trap", "--me
            "--trace", "--live", "-v", "--verbose")
 CHECK_OPTIONS = ("--purge-policy", "--purge-probability", "--purge-delay", "--seed",
                  "--check-access")
-EXIT_STATUSES = ("128+N", "66", "125", "126", "127")
+EXIT_STATUSES = ("128+N", "66", "2", "125", "126", "127")
 
 
 def test_help_explains_abis_claimed_numbers_and_exit_codes():
