@@ -35,7 +35,27 @@ def test_program_not_executable_is_126(tmp_path):
     script.write_text("#!/bin/sh\nexit 0\n")
     proc = vrange_run(script)
     assert proc.returncode == 126
-    assert "Permission denied" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith(f"vrange-run: {script}: Permission denied")
+    assert proc.stderr.count("\n") == 1, proc.stderr
+
+
+# A path is not searched in PATH: the error is the shell's for that path.
+@pytest.mark.parametrize("make, status, error", [
+    (lambda tmp: tmp / "no" / "such-prog", 127, "No such file or directory"),
+    (lambda tmp: tmp, 126, "is a directory"),
+    (lambda tmp: _script(tmp / "bad-interp", "#!/no/such/interpreter\n"), 127,
+     "bad interpreter: /no/such/interpreter: No such file or directory"),
+])
+def test_exec_error_of_a_path_names_its_cause(tmp_path, make, status, error):
+    path = make(tmp_path)
+    proc = vrange_run(path)
+    assert (proc.returncode, proc.stderr) == (status, f"vrange-run: {path}: {error}\n")
+
+
+def _script(path, text):
+    path.write_text(text)
+    path.chmod(0o755)
+    return path
 
 
 def _usage_error(proc):

@@ -72,10 +72,7 @@ def _check(res, argv, trap):
             "trace the program. Run as the same user with ptrace allowed (check "
             "/proc/sys/kernel/yama/ptrace_scope and container seccomp/capabilities).")
     if res.fail_stage == 4:
-        err = res.fail_errno
-        if err in (errno.ENOENT, errno.ENOTDIR):
-            raise SetupError(f"{prog}: command not found", 127)
-        raise SetupError(f"{prog}: cannot execute: {os.strerror(err)}", 126)
+        raise SetupError(*_exec_failure(prog, res.fail_errno))
     if res.fail_stage == 5:
         raise SetupError(f"cannot move the program into its memory cgroup: "
                          f"{os.strerror(res.fail_errno)}")
@@ -88,6 +85,35 @@ def _check(res, argv, trap):
             "notification is refused.")
     if trap == "notify" and res.listener < 0:
         raise SetupError("did not receive the seccomp listener fd from the child")
+
+
+def _exec_failure(prog, err):
+    """(message, exit status) for an exec of `prog` that failed with `err`,
+    as a shell says it: 127 not found, 126 found but not runnable.  execvp
+    searches PATH only for a name without a slash."""
+    if "/" not in prog:
+        if err in (errno.ENOENT, errno.ENOTDIR):
+            return f"{prog}: command not found", 127
+        return f"{prog}: {os.strerror(err)}", 126
+    if err == errno.EACCES and os.path.isdir(prog):
+        return f"{prog}: is a directory", 126
+    if err == errno.ENOENT and os.path.exists(prog):   # #! names a missing interpreter
+        return f"{prog}: bad interpreter: {_interpreter(prog)}: No such file or directory", 127
+    if err in (errno.ENOENT, errno.ENOTDIR):
+        return f"{prog}: {os.strerror(err)}", 127
+    if err == errno.EACCES and os.path.isfile(prog) and not os.access(prog, os.X_OK):
+        return f"{prog}: Permission denied (it is not executable: chmod +x it)", 126
+    return f"{prog}: {os.strerror(err)}", 126
+
+
+def _interpreter(prog):
+    try:
+        with open(prog, "rb") as f:
+            line = f.readline(256)
+    except OSError:
+        line = b""
+    words = line[2:].split() if line.startswith(b"#!") else []
+    return os.fsdecode(words[0]) if words else "its interpreter"
 
 
 def _reap(pid):
