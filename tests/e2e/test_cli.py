@@ -91,6 +91,18 @@ def test_version_of_both_commands():
         assert (proc.returncode, proc.stdout, proc.stderr) == (0, f"{name} {want}\n", "")
 
 
+@pytest.mark.parametrize("trap", ["notify", "ptrace"])
+def test_nesting_is_refused_naming_the_cause(trap):
+    proc = vrange_run(*VRANGE_RUN, "--trap", trap, "sh", "-c", "echo ran")
+    assert proc.returncode == 125 and proc.stdout == "", proc.stderr
+    assert proc.stderr.startswith("vrange-run: ") and proc.stderr.count("\n") == 1
+    assert "nesting is not supported" in proc.stderr
+    if trap == "notify":
+        assert ("already running under a seccomp user-notification supervisor "
+                "(another vrange-run?)") in proc.stderr
+    assert "CONFIG_SECCOMP_FILTER" not in proc.stderr
+
+
 def test_options_after_the_program_belong_to_it():
     proc = vrange_run("sh", "-c", 'echo "$@"', "sh", "--stats", "-v")
     assert proc.returncode == 0 and proc.stdout == "--stats -v\n" and proc.stderr == ""

@@ -66,6 +66,11 @@ def _spawn_once(argv, nr, trap, cgroup_procs):
 
 def _check(res, argv, trap):
     prog = argv[0]
+    tracer = _tracer_of_self() if res.seize_errno == errno.EPERM else 0
+    if tracer:   # and following forks, it took the child first
+        raise SetupError(f"cannot trace the program: vrange-run is itself traced (by pid "
+                         f"{tracer}: another vrange-run?), and its tracer took the program "
+                         "first: nesting is not supported")
     if res.seize_errno:
         raise SetupError(
             f"ptrace is not permitted here ({os.strerror(res.seize_errno)}): vrange-run must "
@@ -76,6 +81,10 @@ def _check(res, argv, trap):
     if res.fail_stage == 5:
         raise SetupError(f"cannot move the program into its memory cgroup: "
                          f"{os.strerror(res.fail_errno)}")
+    if res.fail_stage == 2 and res.fail_errno == errno.EBUSY:
+        # Only one filter with a listener per process: an outer one is there.
+        raise SetupError("already running under a seccomp user-notification supervisor "
+                         "(another vrange-run?): nesting is not supported")
     if res.fail_stage:
         what = FAIL_STAGES.get(res.fail_stage, "setup")
         raise SetupError(
@@ -114,6 +123,18 @@ def _interpreter(prog):
         line = b""
     words = line[2:].split() if line.startswith(b"#!") else []
     return os.fsdecode(words[0]) if words else "its interpreter"
+
+
+def _tracer_of_self():
+    """The pid tracing vrange-run itself, 0 if none."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("TracerPid:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 def _reap(pid):
