@@ -101,7 +101,12 @@ def parse_args(argv):
                         help="which vrange ABI the program was built for (default: native)")
     parser.add_argument("--version", action=VersionAction)
     parser.add_argument("--syscall-nr", type=int, metavar="N",
-                        help="trap syscall number N instead of the profile's")
+                        help="trap syscall number N instead of the profile's; a number "
+                             "Linux assigns to a real call (e.g. 1, write) is refused "
+                             "unless --force-syscall-nr is given")
+    parser.add_argument("--force-syscall-nr", action="store_true",
+                        help="let --syscall-nr N take over a real syscall: every call of "
+                             "it by the traced program is answered as vrange instead")
     parser.add_argument("--trap", choices=("notify", "ptrace"), default="notify",
                         help="how calls are trapped: seccomp user notification (default, "
                              "~4 us a call) or RET_TRACE + ptrace stop (~50 us; for kernels "
@@ -171,9 +176,22 @@ def parse_args(argv):
     if opts.program is None:
         parser.error("no PROGRAM given: name the program to run after the options "
                      "(vrange-run [OPTIONS] PROGRAM [ARGS...])")
-    if opts.syscall_nr is not None and not 0 <= opts.syscall_nr < 1 << 30:
-        parser.error(f"--syscall-nr {opts.syscall_nr}: must be between 0 and 2^30-1")
+    if opts.syscall_nr is not None:
+        _check_syscall_nr(parser, opts)
     return opts
+
+
+def _check_syscall_nr(parser, opts):
+    from .syscall_names import name_of
+    nr = opts.syscall_nr
+    if not 0 <= nr < 1 << 30:
+        parser.error(f"--syscall-nr {nr}: must be between 0 and 2^30-1")
+    real = name_of(nr)
+    # The profile's own number is claimed already (see --help); not a surprise.
+    if real and nr != PROFILES[opts.abi].nr and not opts.force_syscall_nr:
+        parser.error(f"--syscall-nr {nr} is {real}(): every {real}() call of the program "
+                     f"would be answered as vrange. Pick a number no kernel assigns "
+                     f"(e.g. {NATIVE_NR}), or add --force-syscall-nr to take {real}() over")
 
 
 def main(argv=None):

@@ -91,6 +91,27 @@ def test_version_of_both_commands():
         assert (proc.returncode, proc.stdout, proc.stderr) == (0, f"{name} {want}\n", "")
 
 
+@pytest.mark.parametrize("nr, real", [(1, "write"), (314, "sched_setattr"), (469, "file_setattr")])
+def test_syscall_nr_of_a_real_syscall_is_refused(nr, real):
+    line = _usage_error(vrange_run("--syscall-nr", nr, "sh", "-c", "echo ran"))
+    assert f"{real}()" in line and "--force-syscall-nr" in line
+
+
+def test_force_syscall_nr_takes_a_real_syscall_over():
+    # getppid (110) answered as vrange: a zero length is EINVAL there.
+    code = "import ctypes; print(ctypes.CDLL(None).syscall(110, 0, 0, 1, 0, 0))"
+    plain = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    forced = vrange_run("--syscall-nr", 110, "--force-syscall-nr", sys.executable, "-c", code)
+    assert forced.returncode == 0, forced.stderr
+    assert int(plain.stdout) > 0 and forced.stdout == "-1\n"
+
+
+@pytest.mark.parametrize("args", [["--syscall-nr", 400], ["--abi", "v12", "--syscall-nr", 316]])
+def test_unassigned_or_the_profiles_own_number_is_accepted(args):
+    proc = vrange_run(*args, "sh", "-c", "echo ran")
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "ran\n", "")
+
+
 @pytest.mark.parametrize("trap", ["notify", "ptrace"])
 def test_nesting_is_refused_naming_the_cause(trap):
     proc = vrange_run(*VRANGE_RUN, "--trap", trap, "sh", "-c", "echo ran")
@@ -109,9 +130,9 @@ def test_options_after_the_program_belong_to_it():
 
 
 # What --help must tell, checked as structure and facts, not sentences.
-OPTIONS = ("-h", "--help", "--version", "--abi", "--syscall-nr", "--trap", "--memory-limit",
-           "--pressure", "--purged-access", "--fork-volatility", "--stats", "--stats-json",
-           "--trace", "--live", "-v", "--verbose")
+OPTIONS = ("-h", "--help", "--version", "--abi", "--syscall-nr", "--force-syscall-nr", "--trap",
+           "--memory-limit", "--pressure", "--purged-access", "--fork-volatility", "--stats",
+           "--stats-json", "--trace", "--live", "-v", "--verbose")
 CHECK_OPTIONS = ("--purge-policy", "--purge-probability", "--purge-delay", "--seed",
                  "--check-access")
 EXIT_STATUSES = ("128+N", "66", "2", "125", "126", "127")
