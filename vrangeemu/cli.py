@@ -1,5 +1,6 @@
 """vrange-run: run a program with the vrange() syscall emulated."""
 import argparse
+import contextlib
 import os
 import platform
 import sys
@@ -44,7 +45,7 @@ Exit status: the program's own; 128+N if it was killed by signal N;
 66 if --check-access found an access to volatile memory;
 127 if it was not found, 126 if it could not be executed; 2 for a mistake
 in the command line; 125 if vrange-run itself failed (ptrace or seccomp not
-permitted).
+permitted, an output file refused).
 SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to vrange-run go to the program.
 """
 
@@ -196,6 +197,38 @@ def _check_syscall_nr(parser, opts):
 
 def main(argv=None):
     opts = parse_args(sys.argv[1:] if argv is None else argv)
+    from .linux.output import OutputRefused, open_output
+
+    if opts.live:
+        try:
+            import rich  # noqa: F401  (the live view imports it only where used)
+            from .observe.live import LiveView  # noqa: F401  (checked here, used in _run)
+        except ImportError as exc:
+            print(f"vrange-run: --live needs the rich package (pip install 'rich>=12'): {exc}",
+                  file=sys.stderr)
+            return EXIT_SETUP
+    if platform.machine() != "x86_64":
+        print(f"vrange-run: only x86_64 is supported, not {platform.machine()}", file=sys.stderr)
+        return EXIT_SETUP
+    # Opened now, before the program can touch their paths (linux/output.py).
+    outputs = {}
+    try:
+        for option, path, buffering in (("--trace", opts.trace, 1 << 16),
+                                        ("--stats-json", opts.stats_json, -1)):
+            if path:
+                outputs[option] = open_output(path, buffering)
+        return _run(opts, outputs.get("--trace"), outputs.get("--stats-json"))
+    except OutputRefused as exc:
+        print(f"vrange-run: {option} {exc}", file=sys.stderr)
+        return EXIT_SETUP
+    finally:
+        for out in outputs.values():
+            with contextlib.suppress(OSError):   # written and flushed already, or reported
+                out.close()
+
+
+def _run(opts, trace_file, stats_file):
+    """Set up, run the program, report; returns vrange-run's exit status."""
     # Imported late: --help must work even where the native part is missing.
     from .supervisor import SetupError, Supervisor, log_to_stderr
     from .supervisor.checks import EXIT_VIOLATION
@@ -204,17 +237,6 @@ def main(argv=None):
     from .observe.stats import StatsCollector, print_stats, write_json
     from .observe.trace import TraceWriter
 
-    if opts.live:
-        try:
-            import rich  # noqa: F401  (the live view imports it only where used)
-            from .observe.live import LiveView
-        except ImportError as exc:
-            print(f"vrange-run: --live needs the rich package (pip install 'rich>=12'): {exc}",
-                  file=sys.stderr)
-            return EXIT_SETUP
-    if platform.machine() != "x86_64":
-        print(f"vrange-run: only x86_64 is supported, not {platform.machine()}", file=sys.stderr)
-        return EXIT_SETUP
     profile = PROFILES[opts.abi]
     if opts.syscall_nr is not None:
         profile = profile.with_nr(opts.syscall_nr)
@@ -249,16 +271,11 @@ def main(argv=None):
     # The live view subscribes before the trace writer: the end line's time
     # is then taken after the last frame, as the events happened.
     if opts.live:
+        from .observe.live import LiveView
         sup.live = LiveView(sys.stderr, sup.state, bus)
     writer = None
-    if opts.trace:
-        try:
-            writer = TraceWriter(opts.trace)
-        except OSError as exc:
-            print(f"vrange-run: --trace: {exc}", file=sys.stderr)
-            if source:
-                source.close()
-            return EXIT_SETUP
+    if trace_file:
+        writer = TraceWriter(trace_file)
         writer.attach(bus)
     stop = None
     try:
@@ -275,9 +292,10 @@ def main(argv=None):
         sup.checker.summary(sys.stderr)
         if opts.stats:
             print_stats(collector, sup.state, sys.stderr)
-        if opts.stats_json:
+        if stats_file:
             try:
-                write_json(collector, sup.state, opts.stats_json)
+                write_json(collector, sup.state, stats_file)
+                stats_file.flush()
             except OSError as exc:
                 print(f"vrange-run: --stats-json: {exc}", file=sys.stderr)
     if sup.invariant_failed:
