@@ -2,15 +2,19 @@
 import argparse
 import contextlib
 import os
-import platform
+import signal
 import sys
 
 from .abi import CLAIMED, NATIVE_NR, PROFILES
-from .model.policy import POLICIES, PurgePolicy
 
 EXIT_USAGE = 2     # a mistake in the command line, as argparse and most tools use it
 EXIT_SETUP = 125   # our own failure, as env(1) and timeout(1) use it
 EXIT_INTERNAL = 70   # EX_SOFTWARE: VRANGEEMU_CHECK=1 found the supervisor inconsistent
+
+# The signals the supervisor passes on to the program (supervisor/loop.py).
+# Held from main()'s first line on: before the program runs, one arriving
+# ends vrange-run with 128+N instead of a KeyboardInterrupt traceback.
+HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 
 EPILOG = f"""\
 ABI profiles (--abi):
@@ -46,7 +50,8 @@ Exit status: the program's own; 128+N if it was killed by signal N;
 127 if it was not found, 126 if it could not be executed; 2 for a mistake
 in the command line; 125 if vrange-run itself failed (ptrace or seccomp not
 permitted, an output file refused).
-SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to vrange-run go to the program.
+SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to vrange-run go to the program;
+one that comes before the program started ends vrange-run with 128+N.
 """
 
 
@@ -91,6 +96,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parse_args(argv):
+    from .model.policy import POLICIES
     from .version import VersionAction
     parser = _Parser(
         prog="vrange-run", allow_abbrev=False,
@@ -196,7 +202,10 @@ def _check_syscall_nr(parser, opts):
 
 
 def main(argv=None):
+    signal.pthread_sigmask(signal.SIG_BLOCK, HELD_SIGNALS)   # first: see HELD_SIGNALS
     opts = parse_args(sys.argv[1:] if argv is None else argv)
+    import platform
+
     from .linux.output import OutputRefused, open_output
 
     if opts.live:
@@ -230,7 +239,8 @@ def main(argv=None):
 def _run(opts, trace_file, stats_file):
     """Set up, run the program, report; returns vrange-run's exit status."""
     # Imported late: --help must work even where the native part is missing.
-    from .supervisor import SetupError, Supervisor, log_to_stderr
+    from .model.policy import PurgePolicy
+    from .supervisor import Interrupted, SetupError, Supervisor, log_to_stderr
     from .supervisor.checks import EXIT_VIOLATION
     from .supervisor.pressure import SetupProblem, choose_source
     from .observe.events import End, EventBus
@@ -280,6 +290,8 @@ def _run(opts, trace_file, stats_file):
     stop = None
     try:
         stop = sup.run()
+    except Interrupted as exc:   # before the program started: as Ctrl-C, silently
+        return exc.status
     except SetupError as exc:
         print(f"vrange-run: {exc}", file=sys.stderr)
         return exc.status

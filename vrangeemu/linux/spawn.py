@@ -22,6 +22,15 @@ class SetupError(Exception):
         self.status = status
 
 
+class Interrupted(SetupError):
+    """A signal vrange-run passes on (SIGINT & co) came before the program
+    was started: it is not started; vrange-run exits 128+N, saying nothing."""
+
+    def __init__(self, signo):
+        super().__init__(f"interrupted by signal {signo}", 128 + signo)
+        self.signo = signo
+
+
 class Started(NamedTuple):
     pid: int
     listener: int   # user-notification fd, -1 when trapping with ptrace
