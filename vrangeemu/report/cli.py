@@ -2,6 +2,7 @@
 
     vrange-report trace.jsonl -o run.png      # or .svg, or .html
 
+It says on stdout what it wrote: "vrange-report: wrote OUT (N events)".
 Exit status 0, 1 if FILE is not a readable trace or OUT cannot be written,
 2 for a usage error (argparse).
 """
@@ -110,6 +111,7 @@ def main(argv=None):
     except OSError as exc:
         print(f"vrange-report: {opts.output}: {exc.strerror or exc}", file=sys.stderr)
         return 1
+    print(f"vrange-report: wrote {opts.output} ({len(events)} events)")
     return 0
 
 
