@@ -11,6 +11,7 @@ from vrangeemu import cbuild
 ROOT = Path(__file__).resolve().parents[1]
 NATIVE = ROOT / "native"
 VRANGE_RUN = [sys.executable, "-m", "vrangeemu"]
+VRANGE_REPORT = [sys.executable, "-m", "vrangeemu.report"]
 ABIS = ("native", "v7", "v10", "v12")
 
 

@@ -6,6 +6,8 @@
   are drained by threads into `Lines`, so a test waits for a line with a
   deadline and fails at end of output (or after the deadline) showing what
   the child printed, instead of hanging until pytest's timeout.
+* `wait_for` polls a condition (a process state, a file, /proc) with a
+  deadline, failing at once, with its output, if the child it concerns ends.
 * `help_options` and `help_sections` parse argparse --help text, so tests
   check which options and sections exist rather than the sentences.
 """
@@ -178,6 +180,20 @@ class Child:
             # stream's lock: close it only once the thread is done.
             if lines and lines.join(5):
                 stream.close()
+
+
+def wait_for(condition, what, timeout=DEADLINE, child=None):
+    """Polls `condition()` until it is true; fails naming `what` after
+    `timeout` s, or as soon as `child` (a Child) has ended without it."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if child is not None and child.proc.poll() is not None:
+            pytest.fail(f"pid {child.pid} ended (status {child.proc.returncode}) before "
+                        f"{what}" + child.output(), pytrace=False)
+        if time.monotonic() > deadline:
+            pytest.fail(f"waited {timeout} s in vain for {what}"
+                        + (child.output() if child else ""), pytrace=False)
+        time.sleep(0.01)
 
 
 @contextlib.contextmanager

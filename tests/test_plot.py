@@ -205,6 +205,15 @@ def test_output_defaults_to_the_trace_name_with_png(script_trace, tmp_path):
     assert (tmp_path / "mine.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_it_says_what_it_wrote(script_trace, tmp_path):
+    out = tmp_path / "run.svg"
+    proc = report(script_trace, "-o", out)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    events = len(trace.read(script_trace))
+    assert proc.stdout == f"vrange-report: wrote {out} ({events} events)\n"
+    assert out.stat().st_size > 0
+
+
 def test_max_processes_limits_the_rows(sleep_trace, tmp_path):
     run = series.timeline(trace.read(sleep_trace))
     assert len(run.processes) >= 2

@@ -9,9 +9,24 @@ The public API is the Python client for programs run under `vrange-run`
     if buf.mark_nonvolatile():   # True: some page was discarded meanwhile
         ...
 """
-from .abi import PAGE_SIZE
-from .client import (NONVOLATILE, PARTIAL, VOLATILE, VolatileBuffer, VrangeError,
-                     VrangeUnavailable, syscall_nr, vrange)
+import importlib
 
-__all__ = ["NONVOLATILE", "PAGE_SIZE", "PARTIAL", "VOLATILE", "VolatileBuffer", "VrangeError",
-           "VrangeUnavailable", "syscall_nr", "vrange"]
+# Loaded on first use: `vrange-run` imports this package before its first
+# line runs, and what runs before that line is not guarded (cli.HELD_SIGNALS).
+_EXPORTS = {"PAGE_SIZE": "abi", **dict.fromkeys(
+    ("NONVOLATILE", "PARTIAL", "VOLATILE", "VolatileBuffer", "VrangeError",
+     "VrangeUnavailable", "syscall_nr", "vrange"), "client")}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

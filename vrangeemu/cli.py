@@ -1,14 +1,20 @@
 """vrange-run: run a program with the vrange() syscall emulated."""
 import argparse
+import contextlib
 import os
-import platform
+import signal
 import sys
 
 from .abi import CLAIMED, NATIVE_NR, PROFILES
-from .model.policy import POLICIES, PurgePolicy
 
+EXIT_USAGE = 2     # a mistake in the command line, as argparse and most tools use it
 EXIT_SETUP = 125   # our own failure, as env(1) and timeout(1) use it
 EXIT_INTERNAL = 70   # EX_SOFTWARE: VRANGEEMU_CHECK=1 found the supervisor inconsistent
+
+# The signals the supervisor passes on to the program (supervisor/loop.py).
+# Held from main()'s first line on: before the program runs, one arriving
+# ends vrange-run with 128+N instead of a KeyboardInterrupt traceback.
+HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 
 EPILOG = f"""\
 ABI profiles (--abi):
@@ -41,9 +47,11 @@ fails with ENOSYS.
 
 Exit status: the program's own; 128+N if it was killed by signal N;
 66 if --check-access found an access to volatile memory;
-127 if it was not found, 126 if it could not be executed; 125 if vrange-run
-itself failed (bad option, ptrace or seccomp not permitted).
-SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to vrange-run go to the program.
+127 if it was not found, 126 if it could not be executed; 2 for a mistake
+in the command line; 125 if vrange-run itself failed (ptrace or seccomp not
+permitted, an output file refused).
+SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to vrange-run go to the program;
+one that comes before the program started ends vrange-run with 128+N.
 """
 
 
@@ -79,12 +87,17 @@ def _size(text):
 
 
 class _Parser(argparse.ArgumentParser):
+    """A usage mistake is one line naming it (not argparse's usage block
+    first), a pointer to --help, and exit status 2."""
+
     def error(self, message):
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_SETUP, f"vrange-run: {message}\n")
+        self.exit(EXIT_USAGE, f"{self.prog}: {message}\n"
+                              f"Try '{self.prog} --help' for more information.\n")
 
 
 def parse_args(argv):
+    from .model.policy import POLICIES
+    from .version import VersionAction
     parser = _Parser(
         prog="vrange-run", allow_abbrev=False,
         description="Run PROGRAM with the vrange() volatile-range syscall emulated: its "
@@ -94,8 +107,14 @@ def parse_args(argv):
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--abi", choices=sorted(PROFILES), default="native",
                         help="which vrange ABI the program was built for (default: native)")
+    parser.add_argument("--version", action=VersionAction)
     parser.add_argument("--syscall-nr", type=int, metavar="N",
-                        help="trap syscall number N instead of the profile's")
+                        help="trap syscall number N instead of the profile's; a number "
+                             "Linux assigns to a real call (e.g. 1, write) is refused "
+                             "unless --force-syscall-nr is given")
+    parser.add_argument("--force-syscall-nr", action="store_true",
+                        help="let --syscall-nr N take over a real syscall: every call of "
+                             "it by the traced program is answered as vrange instead")
     parser.add_argument("--trap", choices=("notify", "ptrace"), default="notify",
                         help="how calls are trapped: seccomp user notification (default, "
                              "about 9 us a call) or RET_TRACE + ptrace stop (about 80 us a "
@@ -158,28 +177,43 @@ def parse_args(argv):
                              "movement")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="say what the supervisor does (trap method, forks, execs, purges)")
-    parser.add_argument("program", help="the program to run (searched in PATH)")
-    parser.add_argument("args", nargs=argparse.REMAINDER, help="its arguments")
+    program = parser.add_argument("program", help="the program to run (searched in PATH)")
+    rest = parser.add_argument("args", nargs=argparse.REMAINDER, help="its arguments")
+    # Checked below, to name the one thing missing (argparse lists both).
+    program.required = rest.required = False
     opts = parser.parse_args(argv)
-    if opts.syscall_nr is not None and not 0 <= opts.syscall_nr < 1 << 30:
-        parser.error(f"--syscall-nr {opts.syscall_nr}: must be between 0 and 2^30-1")
+    if opts.program is None:
+        parser.error("no PROGRAM given: name the program to run after the options "
+                     "(vrange-run [OPTIONS] PROGRAM [ARGS...])")
+    if opts.syscall_nr is not None:
+        _check_syscall_nr(parser, opts)
     return opts
 
 
+def _check_syscall_nr(parser, opts):
+    from .syscall_names import name_of
+    nr = opts.syscall_nr
+    if not 0 <= nr < 1 << 30:
+        parser.error(f"--syscall-nr {nr}: must be between 0 and 2^30-1")
+    real = name_of(nr)
+    # The profile's own number is claimed already (see --help); not a surprise.
+    if real and nr != PROFILES[opts.abi].nr and not opts.force_syscall_nr:
+        parser.error(f"--syscall-nr {nr} is {real}(): every {real}() call of the program "
+                     f"would be answered as vrange. Pick a number no kernel assigns "
+                     f"(e.g. {NATIVE_NR}), or add --force-syscall-nr to take {real}() over")
+
+
 def main(argv=None):
+    signal.pthread_sigmask(signal.SIG_BLOCK, HELD_SIGNALS)   # first: see HELD_SIGNALS
     opts = parse_args(sys.argv[1:] if argv is None else argv)
-    # Imported late: --help must work even where the native part is missing.
-    from .supervisor import SetupError, Supervisor, log_to_stderr
-    from .supervisor.checks import EXIT_VIOLATION
-    from .supervisor.pressure import SetupProblem, choose_source
-    from .observe.events import End, EventBus
-    from .observe.stats import StatsCollector, print_stats, write_json
-    from .observe.trace import TraceWriter
+    import platform
+
+    from .linux.output import OutputRefused, open_output
 
     if opts.live:
         try:
             import rich  # noqa: F401  (the live view imports it only where used)
-            from .observe.live import LiveView
+            from .observe.live import LiveView  # noqa: F401  (checked here, used in _run)
         except ImportError as exc:
             print(f"vrange-run: --live needs the rich package (pip install 'rich>=12'): {exc}",
                   file=sys.stderr)
@@ -187,6 +221,34 @@ def main(argv=None):
     if platform.machine() != "x86_64":
         print(f"vrange-run: only x86_64 is supported, not {platform.machine()}", file=sys.stderr)
         return EXIT_SETUP
+    # Opened now, before the program can touch their paths (linux/output.py).
+    outputs = {}
+    try:
+        for option, path, buffering in (("--trace", opts.trace, 1 << 16),
+                                        ("--stats-json", opts.stats_json, -1)):
+            if path:
+                outputs[option] = open_output(path, buffering)
+        return _run(opts, outputs.get("--trace"), outputs.get("--stats-json"))
+    except OutputRefused as exc:
+        print(f"vrange-run: {option} {exc}", file=sys.stderr)
+        return EXIT_SETUP
+    finally:
+        for out in outputs.values():
+            with contextlib.suppress(OSError):   # written and flushed already, or reported
+                out.close()
+
+
+def _run(opts, trace_file, stats_file):
+    """Set up, run the program, report; returns vrange-run's exit status."""
+    # Imported late: --help must work even where the native part is missing.
+    from .model.policy import PurgePolicy
+    from .supervisor import Interrupted, SetupError, Supervisor, log_to_stderr
+    from .supervisor.checks import EXIT_VIOLATION
+    from .supervisor.pressure import SetupProblem, choose_source
+    from .observe.events import End, EventBus
+    from .observe.stats import StatsCollector, print_stats, write_json
+    from .observe.trace import TraceWriter
+
     profile = PROFILES[opts.abi]
     if opts.syscall_nr is not None:
         profile = profile.with_nr(opts.syscall_nr)
@@ -221,20 +283,17 @@ def main(argv=None):
     # The live view subscribes before the trace writer: the end line's time
     # is then taken after the last frame, as the events happened.
     if opts.live:
+        from .observe.live import LiveView
         sup.live = LiveView(sys.stderr, sup.state, bus)
     writer = None
-    if opts.trace:
-        try:
-            writer = TraceWriter(opts.trace)
-        except OSError as exc:
-            print(f"vrange-run: --trace: {exc}", file=sys.stderr)
-            if source:
-                source.close()
-            return EXIT_SETUP
+    if trace_file:
+        writer = TraceWriter(trace_file)
         writer.attach(bus)
     stop = None
     try:
         stop = sup.run()
+    except Interrupted as exc:   # before the program started: as Ctrl-C, silently
+        return exc.status
     except SetupError as exc:
         print(f"vrange-run: {exc}", file=sys.stderr)
         return exc.status
@@ -247,9 +306,10 @@ def main(argv=None):
         sup.checker.summary(sys.stderr)
         if opts.stats:
             print_stats(collector, sup.state, sys.stderr)
-        if opts.stats_json:
+        if stats_file:
             try:
-                write_json(collector, sup.state, opts.stats_json)
+                write_json(collector, sup.state, stats_file)
+                stats_file.flush()
             except OSError as exc:
                 print(f"vrange-run: --stats-json: {exc}", file=sys.stderr)
     if sup.invariant_failed:

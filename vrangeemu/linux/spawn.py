@@ -22,6 +22,15 @@ class SetupError(Exception):
         self.status = status
 
 
+class Interrupted(SetupError):
+    """A signal vrange-run passes on (SIGINT & co) came before the program
+    was started: it is not started; vrange-run exits 128+N, saying nothing."""
+
+    def __init__(self, signo):
+        super().__init__(f"interrupted by signal {signo}", 128 + signo)
+        self.signo = signo
+
+
 class Started(NamedTuple):
     pid: int
     listener: int   # user-notification fd, -1 when trapping with ptrace
@@ -66,19 +75,25 @@ def _spawn_once(argv, nr, trap, cgroup_procs):
 
 def _check(res, argv, trap):
     prog = argv[0]
+    tracer = _tracer_of_self() if res.seize_errno == errno.EPERM else 0
+    if tracer:   # and following forks, it took the child first
+        raise SetupError(f"cannot trace the program: vrange-run is itself traced (by pid "
+                         f"{tracer}: another vrange-run?), and its tracer took the program "
+                         "first: nesting is not supported")
     if res.seize_errno:
         raise SetupError(
             f"ptrace is not permitted here ({os.strerror(res.seize_errno)}): vrange-run must "
             "trace the program. Run as the same user with ptrace allowed (check "
             "/proc/sys/kernel/yama/ptrace_scope and container seccomp/capabilities).")
     if res.fail_stage == 4:
-        err = res.fail_errno
-        if err in (errno.ENOENT, errno.ENOTDIR):
-            raise SetupError(f"{prog}: command not found", 127)
-        raise SetupError(f"{prog}: cannot execute: {os.strerror(err)}", 126)
+        raise SetupError(*_exec_failure(prog, res.fail_errno))
     if res.fail_stage == 5:
         raise SetupError(f"cannot move the program into its memory cgroup: "
                          f"{os.strerror(res.fail_errno)}")
+    if res.fail_stage == 2 and res.fail_errno == errno.EBUSY:
+        # Only one filter with a listener per process: an outer one is there.
+        raise SetupError("already running under a seccomp user-notification supervisor "
+                         "(another vrange-run?): nesting is not supported")
     if res.fail_stage:
         what = FAIL_STAGES.get(res.fail_stage, "setup")
         raise SetupError(
@@ -88,6 +103,47 @@ def _check(res, argv, trap):
             "notification is refused.")
     if trap == "notify" and res.listener < 0:
         raise SetupError("did not receive the seccomp listener fd from the child")
+
+
+def _exec_failure(prog, err):
+    """(message, exit status) for an exec of `prog` that failed with `err`,
+    as a shell says it: 127 not found, 126 found but not runnable.  execvp
+    searches PATH only for a name without a slash."""
+    if "/" not in prog:
+        if err in (errno.ENOENT, errno.ENOTDIR):
+            return f"{prog}: command not found", 127
+        return f"{prog}: {os.strerror(err)}", 126
+    if err == errno.EACCES and os.path.isdir(prog):
+        return f"{prog}: is a directory", 126
+    if err == errno.ENOENT and os.path.exists(prog):   # #! names a missing interpreter
+        return f"{prog}: bad interpreter: {_interpreter(prog)}: No such file or directory", 127
+    if err in (errno.ENOENT, errno.ENOTDIR):
+        return f"{prog}: {os.strerror(err)}", 127
+    if err == errno.EACCES and os.path.isfile(prog) and not os.access(prog, os.X_OK):
+        return f"{prog}: Permission denied (it is not executable: chmod +x it)", 126
+    return f"{prog}: {os.strerror(err)}", 126
+
+
+def _interpreter(prog):
+    try:
+        with open(prog, "rb") as f:
+            line = f.readline(256)
+    except OSError:
+        line = b""
+    words = line[2:].split() if line.startswith(b"#!") else []
+    return os.fsdecode(words[0]) if words else "its interpreter"
+
+
+def _tracer_of_self():
+    """The pid tracing vrange-run itself, 0 if none."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("TracerPid:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 def _reap(pid):

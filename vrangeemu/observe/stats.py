@@ -41,8 +41,9 @@ def _rows(collector, state):
     return list(collector.rows) + [(s.tgid, s.name, s.stats) for s in state.spaces()]
 
 
-def write_json(collector, state, path):
-    """Per process, total and pressure readings as JSON (bytes, counts)."""
+def write_json(collector, state, out):
+    """Per process, total and pressure readings as JSON (bytes, counts), to
+    `out`: a path, or a file open for writing (left open)."""
     rows = _rows(collector, state)
     total = Stats()
     for _, _, st in rows:
@@ -50,9 +51,11 @@ def write_json(collector, state, path):
     doc = {"processes": [{"pid": tgid, "program": name, **st.as_dict()} for tgid, name, st in rows],
            "total": total.as_dict(),
            "pressure": state.pressure.readings.as_dict() if state.pressure else None}
-    with open(path, "w") as out:
-        json.dump(doc, out, indent=1)
-        out.write("\n")
+    if not hasattr(out, "write"):
+        with open(out, "w") as f:
+            return write_json(collector, state, f)
+    json.dump(doc, out, indent=1)
+    out.write("\n")
 
 
 def print_stats(collector, state, out):

@@ -2,6 +2,7 @@
 
     vrange-report trace.jsonl -o run.png      # or .svg, or .html
 
+It says on stdout what it wrote: "vrange-report: wrote OUT (N events)".
 Exit status 0, 1 if FILE is not a readable trace or OUT cannot be written,
 2 for a usage error (argparse).
 """
@@ -10,6 +11,7 @@ import io
 import os
 import sys
 
+from ..version import VersionAction
 from .figure import figure
 from .page import html_page
 from .series import TraceError, load, timeline
@@ -57,6 +59,7 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(
         prog="vrange-report", description=DESCRIPTION, epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action=VersionAction)
     parser.add_argument("file", metavar="FILE", help="a trace written by vrange-run --trace FILE")
     parser.add_argument("-o", "--output", metavar="OUT",
                         help="where to write the plot: .png, .svg or .html "
@@ -108,6 +111,7 @@ def main(argv=None):
     except OSError as exc:
         print(f"vrange-report: {opts.output}: {exc.strerror or exc}", file=sys.stderr)
         return 1
+    print(f"vrange-report: wrote {opts.output} ({len(events)} events)")
     return 0
 
 

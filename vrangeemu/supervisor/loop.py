@@ -29,7 +29,7 @@ from ..linux import procfs, ptrace, stub
 from ..linux.errors import TaskGone
 from ..linux.notify import Listener
 from ..linux.process import SignalFd, write_i32
-from ..linux.spawn import SetupError, start
+from ..linux.spawn import Interrupted, SetupError, start
 from ..model.policy import PurgePolicy
 from ..observe.events import SAMPLE_EVERY, VERSION, Call, EventBus, Sample, Sigbus, Start
 from .calls import Answer, serve, write_after_repin
@@ -121,7 +121,8 @@ class Supervisor:
     def run(self):
         """Serve until every traced task is gone; returns the program's exit Stop.
 
-        Raises SetupError if the program could not be started.  On an internal
+        Raises SetupError if the program could not be started (Interrupted if
+        a signal to pass on to it came first: it is not started).  On an internal
         error it prints the traceback, stops tracing and waits for the program
         (whose vrange calls then fail with ENOSYS), never leaving it stopped."""
         try:
@@ -129,6 +130,11 @@ class Supervisor:
                 self.sigfd = SignalFd([signal.SIGCHLD, signal.SIGUSR1, *FORWARDED])
             except OSError as exc:
                 raise SetupError(str(exc)) from None
+            # vrange-run holds these from its start (cli.HELD_SIGNALS): one
+            # already pending was meant for a program that does not exist yet.
+            pending = sorted(signal.sigpending() & set(FORWARDED))
+            if pending:
+                raise Interrupted(pending[0])
             self.spawn()
             self._emit_start()
             return self._loop()
