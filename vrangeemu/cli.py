@@ -191,10 +191,14 @@ def parse_args(argv):
 
 
 def _check_syscall_nr(parser, opts):
+    from .linux.stub import DONE_NR as STUB_DONE_NR
     from .syscall_names import name_of
     nr = opts.syscall_nr
     if not 0 <= nr < 1 << 30:
         parser.error(f"--syscall-nr {nr}: must be between 0 and 2^30-1")
+    if nr == STUB_DONE_NR:
+        parser.error(f"--syscall-nr {nr}: vrange-run uses that number itself (its purges' "
+                     f"end-of-batch call); pick another (e.g. {NATIVE_NR})")
     real = name_of(nr)
     # The profile's own number is claimed already (see --help); not a surprise.
     if real and nr != PROFILES[opts.abi].nr and not opts.force_syscall_nr:

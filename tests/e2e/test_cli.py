@@ -96,6 +96,15 @@ def test_syscall_nr_of_a_real_syscall_is_refused(nr, real):
     assert f"{real}()" in line and "--force-syscall-nr" in line
 
 
+def test_syscall_nr_of_the_stubs_own_call_is_refused():
+    # 0xaffe ends each batch of the purge stub (linux/stub.py): the filter
+    # gives it to the tracer, so it cannot be vrange too, forced or not.
+    from vrangeemu.linux.stub import DONE_NR
+    for extra in ((), ("--force-syscall-nr",)):
+        line = _usage_error(vrange_run("--syscall-nr", DONE_NR, *extra, "sh", "-c", "echo ran"))
+        assert "vrange-run uses that number itself" in line
+
+
 def test_force_syscall_nr_takes_a_real_syscall_over():
     # getppid (110) answered as vrange: a zero length is EINVAL there.
     code = "import ctypes; print(ctypes.CDLL(None).syscall(110, 0, 0, 1, 0, 0))"
