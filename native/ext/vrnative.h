@@ -109,6 +109,8 @@ int vr_fast_slot(int slot, int maps_fd, int lock_check);
 void vr_fast_bind(int tid, int slot);
 void vr_fast_set_lock_check(int slot, int on);
 int vr_fast_set_purged(int slot, const uint64_t *runs, int n);
+void vr_fast_set_budget(uint64_t high_pages);
+int vr_fast_set_rss(int slot, int statm_fd, int64_t rss_pages);
 int vr_fast_serve(const struct vr_fast_profile *p, int listener, const int *fds, int nfds,
                   int timeout_ms, short *revents, struct vr_fast_op *ops, int max_ops,
                   int *nops, struct seccomp_notif *slow);

@@ -95,6 +95,8 @@ class NativeCalls:
     unbind = _mirrored("unbind", "Forget a task.")
     sync_purged = _mirrored("sync_purged", "The purged pages or the trapped spans of a space "
                                            "changed: push them.")
+    set_rss_budget = _mirrored("set_rss_budget", "Hand calls back once the traced processes' "
+                                                 "RSS reaches the high mark (RSS budget).")
 
     def _check(self, spaces):
         """The C mirror matches the model: each space's slot, maps fd, lock
