@@ -8,7 +8,8 @@ purpose in a real run."""
 import pytest
 
 from vrangeemu.linux.cgroup import UNLIMITED, Cgroup
-from vrangeemu.supervisor.pressure import CgroupSource, PsiSource, watermarks
+from vrangeemu.supervisor.pressure import (BudgetSource, CgroupSource, PsiSource,
+                                           budget_warning, watermarks)
 
 MiB = 1 << 20
 LIMIT = 64 * MiB
@@ -135,3 +136,30 @@ def test_psi_source_purges_a_slice_when_stalls_grow(tmp_path):
 def test_watermarks_leave_room_below_the_limit(limit):
     high, low = watermarks(limit)
     assert 0 < low < high < limit and limit - high >= 2 * MiB
+
+
+def test_budget_calls_wait_once_the_summed_rss_reaches_the_high_mark():
+    """The RSS budget's checkpoint: a call waits for a reading once its
+    process's RSS now and the others' as last seen reach the high mark."""
+    rss = {1: 30 * MiB, 2: 20 * MiB}
+    src = BudgetSource(LIMIT, rss=lambda: dict(rss))
+    assert src.need() == 0 and src.call_budget() == (HIGH, {1: 30 * MiB, 2: 20 * MiB})
+    assert not src.at_call(1, lambda: 35 * MiB)          # 55 MiB: under 57.6
+    assert src.at_call(2, lambda: 23 * MiB)              # 35 + 23: at the high mark
+    rss.update({1: 35 * MiB, 2: 23 * MiB})
+    assert src.need() == 58 * MiB - LOW
+    src.nothing_to_purge()                               # nothing volatile left: calls go on
+    assert src.call_budget() == (0, {1: 35 * MiB, 2: 23 * MiB})
+    assert not src.at_call(1, lambda: 60 * MiB)
+    rss.update({1: 10 * MiB})
+    assert src.need() == 0 and src.call_budget()[0] == HIGH   # room again: checked again
+    assert src.at_call(3, lambda: 40 * MiB)              # a new process is counted at once
+
+
+def test_budget_warning_says_best_effort_and_how_to_get_a_real_limit():
+    line = budget_warning(LIMIT, fallback=True)
+    assert "\n" not in line and "no memory cgroup can be made here" in line
+    assert "best-effort" in line and "--memory-limit 64M" in line
+    assert "systemd-run --user --scope -p Delegate=yes" in line and "MemoryMax=64M" in line
+    assert budget_warning(LIMIT, fallback=False).startswith("--pressure budget:")
+

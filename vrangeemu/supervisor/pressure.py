@@ -373,6 +373,18 @@ def _owned_cgroup(limit, log, warn):
     return None
 
 
+def budget_warning(limit, fallback):
+    """The one line said at the start when --memory-limit is an RSS budget."""
+    size = f"{limit >> 20}M" if limit % MiB == 0 else str(limit)
+    why = "no memory cgroup can be made here" if fallback else "--pressure budget"
+    return (f"{why}: --memory-limit {size} is a best-effort budget on the traced processes' "
+            "summed RSS (checked at their vrange calls and every 10-100 ms: a program that "
+            "allocates without calling vrange can go past it).  For a real limit, run as root "
+            "or in a delegated cgroup v2 subtree: systemd-run --user --scope -p Delegate=yes "
+            f"vrange-run --memory-limit {size} ... (or -p MemoryMax={size} and no "
+            "--memory-limit)")
+
+
 def choose_source(kind, limit, tasks, log, warn):
     """The pressure source for `--pressure KIND [--memory-limit LIMIT]`.
 
@@ -388,10 +400,8 @@ def choose_source(kind, limit, tasks, log, warn):
             if kind == "cgroup":
                 raise SetupProblem("cannot create a memory cgroup here (no memory controller, "
                                    "or no permission): use --pressure budget")
-            warn("cannot create a memory cgroup here: enforcing --memory-limit against the "
-                 "summed RSS of the traced processes instead")
-            kind = "budget"
-        if kind == "budget":
+        if kind in ("auto", "budget"):
+            warn(budget_warning(limit, kind == "auto"))
             return BudgetSource(limit, tasks.rss, log=log), None
         raise SetupProblem(f"--memory-limit needs --pressure cgroup or budget, not {kind}")
     if kind == "budget":
