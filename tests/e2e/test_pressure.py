@@ -233,14 +233,18 @@ def assert_demo_2_within(proc, limit_mib):
     return result
 
 
-def test_rss_budget_holds_demo_2_within_the_limit(tmp_path):
+@pytest.mark.parametrize("path", ["native loop", "python loop", "ptrace"])
+def test_rss_budget_holds_demo_2_within_the_limit(tmp_path, path):
     """Without a cgroup (what a user without root gets), demo 2's cache, 4x
     the limit, peaks within SIZE + 10%: its vrange calls are checkpoints,
     purged before they are answered once the summed RSS reaches the high
-    mark.  (Read only every 10-100 ms, the budget let it peak at 217-257 MiB.)"""
+    mark, whichever loop serves them.  (Read only every 10-100 ms, the
+    budget let it peak at 217-257 MiB.)"""
     report = tmp_path / "stats.json"
-    proc = vrange_run("--pressure", "budget", "--memory-limit", "64M", "--stats-json", report,
-                      build_demo_2(tmp_path))
+    options = {"native loop": [], "python loop": [], "ptrace": ["--trap", "ptrace"]}[path]
+    env = dict(os.environ, VRANGEEMU_FASTPATH="0" if path == "python loop" else "1")
+    proc = vrange_run(*options, "--pressure", "budget", "--memory-limit", "64M",
+                      "--stats-json", report, build_demo_2(tmp_path), env=env)
     assert_demo_2_within(proc, 64)
     assert proc.stderr.count("best-effort") == 1, proc.stderr
     pressure = json.loads(report.read_text())["pressure"]
