@@ -202,14 +202,14 @@ class FakeKernel:
 
 
 def delegated_scope(tmp_path, monkeypatch, controllers="cpu memory pids", subtree="",
-                    writable=True, refuse=()):
-    """A user scope as systemd-run --user --scope leaves it: its parent hands
-    it memory (so it has memory.* files), its files are ours, and it holds
-    our processes (vrange-run, its watchdog)."""
+                    writable=True, refuse=(), procs="4242\n"):
+    """A user scope as systemd-run --user --scope vrange-run leaves it: its
+    parent hands it memory (so it has memory.* files), its files are ours,
+    and it holds vrange-run (pid 4242) alone."""
     scope = tmp_path / "user@1000.service" / "app.slice" / "run-u7.scope"
     scope.mkdir(parents=True)
     for name, text in {"cgroup.controllers": controllers, "cgroup.subtree_control": subtree,
-                       "cgroup.procs": "4242\n4243\n", "memory.max": "max",
+                       "cgroup.procs": procs, "memory.max": "max",
                        "memory.current": "0"}.items():
         (scope / name).write_text(text)
     kernel = FakeKernel(tmp_path, refuse)
@@ -230,9 +230,11 @@ def test_delegated_v2_scope_moves_its_processes_to_a_leaf_then_holds_the_program
     and takes its processes back once that group is gone."""
     scope, kernel = delegated_scope(tmp_path, monkeypatch)
     assert cg.delegated(str(scope))
-    group = cg.v2_child(str(scope), "vrange-run-4242")
+    group = cg.v2_child(str(scope), "vrange-run-4242", pid=4242)
     assert group.version == 2 and group.path == str(scope / "vrange-run-4242")
     assert group.leaf == str(scope / "vrange-run-4242-supervisor")
+    with open(scope / "cgroup.procs", "a") as procs:
+        procs.write("4243\n")     # its watchdog, started before the group is made
     assert group.make()
     leaf = os.path.relpath(group.leaf, tmp_path)
     assert kernel.writes == [(f"{leaf}/cgroup.procs", "4242"), (f"{leaf}/cgroup.procs", "4243"),
@@ -247,23 +249,31 @@ def test_delegated_v2_scope_moves_its_processes_to_a_leaf_then_holds_the_program
 
 def test_v2_scope_that_cannot_hand_out_memory_gives_no_group(tmp_path, monkeypatch):
     scope, _ = delegated_scope(tmp_path, monkeypatch, controllers="cpu pids")
-    assert not cg.delegated(str(scope)) and cg.v2_child(str(scope), "g") is None
+    assert not cg.delegated(str(scope)) and cg.v2_child(str(scope), "g", pid=4242) is None
 
 
 def test_v2_scope_not_ours_gives_no_group(tmp_path, monkeypatch):
     scope, _ = delegated_scope(tmp_path, monkeypatch, writable=False)
-    assert not cg.delegated(str(scope)) and cg.v2_child(str(scope), "g") is None
+    assert not cg.delegated(str(scope)) and cg.v2_child(str(scope), "g", pid=4242) is None
+
+
+def test_v2_scope_shared_with_other_processes_is_left_alone(tmp_path, monkeypatch):
+    """vrange-run started from a shell in the scope: moving the shell into a
+    leaf is not ours to do."""
+    scope, _ = delegated_scope(tmp_path, monkeypatch, procs="1000\n4242\n")
+    assert cg.delegated(str(scope)) and cg.v2_child(str(scope), "g", pid=4242) is None
 
 
 def test_v2_group_that_hands_out_memory_already_needs_no_leaf(tmp_path, monkeypatch):
-    scope, _ = delegated_scope(tmp_path, monkeypatch, subtree="memory", writable=False)
-    group = cg.v2_child(str(scope), "g")
+    scope, _ = delegated_scope(tmp_path, monkeypatch, subtree="memory", writable=False,
+                               procs="")
+    group = cg.v2_child(str(scope), "g", pid=4242)
     assert group.leaf is None and group.make() and (scope / "g").is_dir()
 
 
 def test_v2_leaf_is_undone_when_memory_cannot_be_handed_out(tmp_path, monkeypatch):
     scope, kernel = delegated_scope(tmp_path, monkeypatch, refuse={"+memory"})
-    group = cg.v2_child(str(scope), "g")
+    group = cg.v2_child(str(scope), "g", pid=4242)
     assert not group.make()
     assert not os.path.exists(group.leaf) and not (scope / "g").exists()
-    assert (scope / "cgroup.procs").read_text().split() == ["4242", "4243"]
+    assert (scope / "cgroup.procs").read_text().split() == ["4242"]

@@ -61,7 +61,8 @@ def own_path(version, pid="self"):
     return "/"
 
 
-def _controllers(path, name):
+def _words(path, name):
+    """The words of the file `name` of the group at `path` ([] if unreadable)."""
     try:
         with open(os.path.join(path, name)) as f:
             return f.read().split()
@@ -75,21 +76,24 @@ def delegated(path):
     so it has memory.* files) and we may write its directory, its
     cgroup.procs and its cgroup.subtree_control.  (As root these are
     always writable: then it says whether the group has the controller.)"""
-    return ("memory" in _controllers(path, "cgroup.controllers")
+    return ("memory" in _words(path, "cgroup.controllers")
             and os.path.exists(os.path.join(path, "memory.max"))
             and all(os.access(os.path.join(path, name), os.W_OK)
                     for name in ("", "cgroup.procs", "cgroup.subtree_control")))
 
 
-def v2_child(own, name):
+def v2_child(own, name, pid=None):
     """Where the program's group `name` goes in the cgroup v2 group `own`
     (ours): a `Cgroup` not made yet, or None if its children cannot have
     the memory controller.  If `own` hands memory to its children already,
-    the group is made there; if `own` is delegated to us, its processes
-    first move into the leaf `NAME-supervisor` (see `Cgroup.make`)."""
-    if "memory" in _controllers(own, "cgroup.subtree_control"):
+    the group is made there; if `own` is delegated to us and holds no
+    process but us (`pid`, default ours: systemd-run --user --scope
+    vrange-run ...), its processes first move into the leaf
+    `NAME-supervisor` (see `Cgroup.make`); a group we share with others
+    (a login shell's) is left alone."""
+    if "memory" in _words(own, "cgroup.subtree_control"):
         return Cgroup(os.path.join(own, name), 2)
-    if delegated(own):
+    if delegated(own) and _words(own, "cgroup.procs") == [str(pid or os.getpid())]:
         return Cgroup(os.path.join(own, name), 2, leaf=os.path.join(own, f"{name}-supervisor"))
     return None
 
@@ -212,9 +216,9 @@ class Cgroup:
 
     def make(self):
         """mkdir the group; False if we may not (or the hierarchy refuses).
-        With a `leaf`, the parent's processes move into it first and the
-        parent hands the memory controller to its children (undone if that
-        fails)."""
+        With a `leaf`, the parent's processes (vrange-run and its
+        watchdog) move into it first and the parent hands the memory
+        controller to its children (undone if that fails)."""
         try:
             if self.leaf:
                 self._vacate_parent()
