@@ -843,9 +843,11 @@ show what each costs.
   which wakes vrange-run through a usage-threshold eventfd. memcg v1 checks
   thresholds every 128 page charges, so a program that stops allocating just
   past the mark is seen by the next poll instead (at most 100 ms). v2 and the
-  RSS budget rely on polling (10 ms near the mark, 100 ms below half of it);
-  not measured here (v2 has no memory controller on this machine; the budget
-  probe would need the RSS of its own tree).
+  RSS budget rely on polling (10 ms near the mark, 100 ms below half of it),
+  and the budget also checks at the program's vrange calls (a call waits
+  for the purge once the summed RSS reaches the high mark); not measured
+  here (v2 has no memory controller on this machine; the budget probe would
+  need the RSS of its own tree).
 - Idle cost near zero: the idle rows above.
 {targets}{''.join(f'{chr(10)}Note: {n}' for n in notes)}
 """

@@ -9,7 +9,7 @@
  * Not under vrange-run the calls fail with ENOSYS; the program then simply
  * keeps everything, as a cache without vrange() would, and needs 256 MiB.
  *
- * Prints "lookups=N hits=H rebuilt=R wrong=W peak_rss_mib=P"; exit 0 iff W == 0.
+ * Prints "lookups=N hits=H rebuilt=R wrong=W peak_rss_mib=P.P"; exit 0 iff W == 0.
  * Build: cc -O2 -I native/include -o demos/build/2_memory_limit demos/2_memory_limit.c
  */
 #include <errno.h>
@@ -68,7 +68,7 @@ static int pin(unsigned i)
     return purged;
 }
 
-static long peak_rss_mib(void)   /* VmHWM: the most this process ever had resident */
+static double peak_rss_mib(void)   /* VmHWM: the most this process ever had resident */
 {
     char line[256];
     long kb = -1;
@@ -78,7 +78,7 @@ static long peak_rss_mib(void)   /* VmHWM: the most this process ever had reside
             kb = atol(line + 6);
     if (f)
         fclose(f);
-    return kb / 1024;
+    return kb / 1024.0;
 }
 
 int main(void)
@@ -107,7 +107,7 @@ int main(void)
         }
         release(i);
     }
-    printf("lookups=%d hits=%lu rebuilt=%lu wrong=%lu peak_rss_mib=%ld\n",
+    printf("lookups=%d hits=%lu rebuilt=%lu wrong=%lu peak_rss_mib=%.1f\n",
            LOOKUPS, hits, rebuilt, wrong, peak_rss_mib());
     return wrong ? 1 : 0;
 }

@@ -82,7 +82,7 @@ def main():
           f"(the 'purges' column of --stats above counts the same purges: {stats_purges})")
     print(f"  plot RSS and volatile memory over time: vrange-report {rel(path)} -o limit.png")
 
-    result = dict(re.findall(r"(\w+)=(\d+)", proc.stdout))   # lookups=300 hits=... -> dict
+    result = dict(re.findall(r"(\w+)=([\d.]+)", proc.stdout))   # lookups=300 hits=... -> dict
     checks = []
     if plain is not None:
         checks.append((plain.returncode == -9,
@@ -94,7 +94,7 @@ def main():
         (int(result.get("rebuilt", 0)) > 0,
          f"{result.get('rebuilt')} lookups found their entry purged and rebuilt it, "
          f"{result.get('hits')} found it intact"),
-        (0 < int(result.get("peak_rss_mib", 0)) < 128 and len(purges) > 0,
+        (0 < float(result.get("peak_rss_mib", 0)) < 128 and len(purges) > 0,
          f"peak RSS {result.get('peak_rss_mib')} MiB for a 256 MiB cache: "
          f"vrange-run purged {len(purges)} times"),
         (stats_purges == len(purges),

@@ -35,8 +35,13 @@ Pressure comes from (--pressure auto picks the first that applies):
                        purged from 90% of SIZE down to ~77%; a task that
                        reaches SIZE waits for the purge (v1); the kernel's OOM
                        killer enforces SIZE only once nothing volatile is left.
-                       Without permission to create cgroups: the summed RSS
-                       of the traced processes against SIZE (budget).
+                       Without root: in a delegated cgroup v2 subtree, e.g.
+                       systemd-run --user --scope -p Delegate=yes vrange-run ...
+  budget               where no cgroup can be made: the summed RSS of the
+                       traced processes against SIZE, best effort (said at
+                       the start): their vrange calls wait for a purge once
+                       it reaches the high mark; memory allocated without a
+                       vrange call can go past SIZE until the next reading.
   cgroup               vrange-run's own memory cgroup, if it has a limit.
   psi                  /proc/pressure/memory: memory stalls grow -> purge.
 `kill -USR1 <vrange-run pid>` discards every volatile page now.  Only
@@ -121,7 +126,8 @@ def parse_args(argv):
                              "call; for kernels before 5.0)")
     parser.add_argument("--memory-limit", metavar="SIZE", type=_size,
                         help="run the program in a memory cgroup of SIZE (e.g. 64M, 2G) and "
-                             "purge volatile memory to stay under it")
+                             "purge volatile memory to stay under it (where no cgroup can be "
+                             "made: a best-effort budget on its RSS)")
     parser.add_argument("--pressure", choices=("auto", "cgroup", "psi", "budget", "none"),
                         default="auto",
                         help="where memory pressure is read from (default: auto; see below)")

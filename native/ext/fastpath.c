@@ -12,7 +12,12 @@
  * State mirrored from Python, per address space ("slot"): the maps fd for
  * PROCMAP_QUERY, whether VOLATILE must check locks, and the runs where
  * NONVOLATILE needs Python ("purged": purged pages and trapped spans,
- * model/trap.py repin_checked).
+ * model/trap.py repin_checked); under an RSS budget (no cgroup), its statm
+ * fd and resident pages as last seen.
+ * The RSS budget's checkpoint: while a budget is set, a call is handed back
+ * unanswered when the caller's resident pages, read now, and the others' as
+ * last seen reach the budget's high mark, so that Python purges before
+ * answering it: the program's own calls are the checkpoints.
  * Calls that lock memory (trapped by the filter, see vrnative.c) are let
  * through here and logged, setting the slot's lock check first.
  */
@@ -24,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <linux/seccomp.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
@@ -32,6 +38,10 @@
 
 #define PAGE 4096ULL
 #define MAX_FDS 16
+/* The fastest a process is assumed to fault memory in (64 GiB/s, in bytes
+ * per ns): until it could have used up the headroom below the high mark at
+ * that rate, its last statm reading stands and no call pays for a new one. */
+#define RSS_BYTES_PER_NS 68
 
 struct slot {
     int maps_fd;        /* -1: slot unused */
@@ -40,12 +50,17 @@ struct slot {
     int npurged;
     int cap;
     uint64_t *purged;   /* npurged (start, end) pairs, sorted, disjoint */
+    int statm_fd;       /* /proc/TGID/statm, read while a budget is set */
+    uint64_t rss_seen;  /* resident pages at the last reading ... */
+    uint64_t seen_ns;   /* ... and when (0: not read yet) */
 };
 
 static struct slot *slots;
 static int nslots;
 static int32_t *slot_of_tid;   /* tid -> slot + 1, 0 if unknown */
 static long max_tid;
+static uint64_t budget_high;   /* resident pages that hand calls back; 0: no budget */
+static uint64_t budget_seen;   /* the sum of every slot's rss_seen */
 
 int vr_fast_init(void)
 {
@@ -72,7 +87,7 @@ int vr_fast_slot(int slot, int maps_fd, int lock_check)
         if (!grown)
             return -ENOMEM;
         for (int i = nslots; i < n; i++)
-            grown[i] = (struct slot){ -1, 0, 0, 0, 0, NULL };
+            grown[i] = (struct slot){ -1, 0, 0, 0, 0, NULL, -1, 0, 0 };
         slots = grown;
         nslots = n;
     }
@@ -80,7 +95,56 @@ int vr_fast_slot(int slot, int maps_fd, int lock_check)
     slots[slot].lock_check = lock_check;
     slots[slot].repin_all = 0;
     slots[slot].npurged = 0;
+    budget_seen -= slots[slot].rss_seen;
+    slots[slot].statm_fd = -1;
+    slots[slot].rss_seen = slots[slot].seen_ns = 0;
     return 0;
+}
+
+static uint64_t now_ns(void);
+
+void vr_fast_set_budget(uint64_t high_pages)
+{
+    budget_high = high_pages;
+}
+
+int vr_fast_set_rss(int slot, int statm_fd, int64_t rss_pages)
+{
+    if (slot < 0 || slot >= nslots)
+        return -EINVAL;
+    struct slot *s = &slots[slot];
+    uint64_t seen = rss_pages < 0 ? 0 : (uint64_t)rss_pages;
+    budget_seen += seen - s->rss_seen;
+    s->statm_fd = statm_fd;
+    s->rss_seen = seen;
+    s->seen_ns = rss_pages < 0 ? 0 : now_ns();
+    return 0;
+}
+
+/* 1 if the budget's high mark is reached: the slot's resident pages (statm's
+ * second field, read now) and the others' as last seen; also if they cannot
+ * be read (Python looks then).  0 without reading while the last reading
+ * was too recent for the process to have used up the headroom
+ * (RSS_BYTES_PER_NS). */
+static int over_budget(struct slot *s)
+{
+    uint64_t now = now_ns();
+    if (s->seen_ns && budget_seen < budget_high &&
+        now - s->seen_ns < (budget_high - budget_seen) * PAGE / RSS_BYTES_PER_NS)
+        return 0;
+    char buf[128];
+    ssize_t n = s->statm_fd < 0 ? -1 : pread(s->statm_fd, buf, sizeof buf - 1, 0);
+    if (n <= 0)
+        return 1;
+    buf[n] = 0;
+    const char *resident = strchr(buf, ' ');
+    if (!resident)
+        return 1;
+    uint64_t seen = strtoull(resident + 1, NULL, 10);
+    budget_seen += seen - s->rss_seen;
+    s->rss_seen = seen;
+    s->seen_ns = now;
+    return budget_seen >= budget_high;
 }
 
 void vr_fast_bind(int tid, int slot)
@@ -325,6 +389,8 @@ static int serve_one(const struct vr_fast_profile *p, int listener,
     uint64_t start = call.start, len = call.len, purged_ptr = call.purged_ptr;
     int volatile_ = call.is_volatile;
     struct slot *s = &slots[slot];
+    if (budget_high && over_budget(s))
+        return 0;   /* at the budget's high mark: Python purges first */
     if (volatile_ ? s->lock_check : s->repin_all || meets_purged(s, start, start + len))
         return 0;
     if (!plain_anon(s->maps_fd, start, start + len))

@@ -114,6 +114,8 @@ int vr_fast_add_purged(int slot, const uint64_t *runs, int n);
 void vr_fast_set_repin_all(int slot, int on);
 int vr_fast_cut_purged(int slot, uint64_t start, uint64_t end);
 int vr_fast_get_purged(int slot, uint64_t *out, int max_runs);
+void vr_fast_set_budget(uint64_t high_pages);
+int vr_fast_set_rss(int slot, int statm_fd, int64_t rss_pages);
 int vr_fast_serve(const struct vr_fast_profile *p, int listener, const int *fds, int nfds,
                   int timeout_ms, short *revents, struct vr_fast_op *ops, int max_ops,
                   int *nops, struct seccomp_notif *slow);

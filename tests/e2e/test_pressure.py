@@ -1,15 +1,20 @@
 """Purging under real memory pressure: cgroup limits (v1 here), RSS budget."""
+import importlib.util
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
+import sys
+import tempfile
 import time
 
 import pytest
 
-from conftest import VRANGE_RUN, vrange_run
+from conftest import ROOT, VRANGE_RUN, vrange_run
 from helpers import spawned
+from vrangeemu import cbuild
 from vrangeemu.linux import cgroup as cg
 
 MiB = 1 << 20
@@ -198,6 +203,119 @@ def test_budget_source_keeps_summed_rss_under_the_limit(build):
     assert re.search(r"steps=300 rebuilt=\d+ verified=\d+ bad=0 hot_bad=0", proc.stdout)
     _, _, _, purged, purges, _ = stats_row(proc.stderr, "cache_under_lim")
     assert int(purges) > 0
+
+
+def build_demo_2(directory):
+    """demos/2_memory_limit.c (64 entries of 4 MiB, 300 lookups) built into
+    `directory`, mode 0755."""
+    exe = cbuild.build(ROOT / "demos" / "2_memory_limit.c", os.path.join(directory, "demo_2"),
+                       ("-O2", "-Wall"), root=ROOT)
+    os.chmod(exe, 0o755)
+    return exe
+
+
+def demo_2_result(stdout):
+    """Its last line: lookups, hits, rebuilt, wrong, peak_rss_mib (VmHWM, read
+    just before it exits) as numbers."""
+    m = re.search(r"lookups=(\d+) hits=(\d+) rebuilt=(\d+) wrong=(\d+) peak_rss_mib=([\d.]+)",
+                  stdout)
+    assert m, stdout
+    return dict(zip(("lookups", "hits", "rebuilt", "wrong"), map(int, m.groups()[:4])),
+                peak_rss_mib=float(m.group(5)))
+
+
+def assert_demo_2_within(proc, limit_mib):
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = demo_2_result(proc.stdout)
+    # Every entry found intact had its data (wrong=0); purged ones were rebuilt.
+    assert result["lookups"] == 300 and result["wrong"] == 0 and result["rebuilt"] > 0, result
+    assert result["peak_rss_mib"] <= limit_mib * 1.10, result
+    return result
+
+
+@pytest.mark.parametrize("path", ["native loop", "python loop", "ptrace"])
+def test_rss_budget_holds_demo_2_within_the_limit(tmp_path, path):
+    """Without a cgroup (what a user without root gets), demo 2's cache, 4x
+    the limit, peaks within SIZE + 10%: its vrange calls are checkpoints,
+    purged before they are answered once the summed RSS reaches the high
+    mark, whichever loop serves them.  (Read only every 10-100 ms, the
+    budget let it peak at 217-257 MiB.)"""
+    report = tmp_path / "stats.json"
+    options = {"native loop": [], "python loop": [], "ptrace": ["--trap", "ptrace"]}[path]
+    env = dict(os.environ, VRANGEEMU_FASTPATH="0" if path == "python loop" else "1")
+    proc = vrange_run(*options, "--pressure", "budget", "--memory-limit", "64M",
+                      "--stats-json", report, build_demo_2(tmp_path), env=env)
+    assert_demo_2_within(proc, 64)
+    assert proc.stderr.count("best-effort") == 1, proc.stderr
+    pressure = json.loads(report.read_text())["pressure"]
+    assert pressure["source"] == "RSS budget 64 MiB" and pressure["over_high"] > 0
+    assert pressure["max_usage"] <= 64 * MiB, pressure
+
+
+NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"]
+
+
+def python_for_nobody(directory):
+    """(interpreter, PYTHONPATH) with which uid 65534 can run this checkout's
+    vrange-run, or pytest.skip.  This interpreter if that user can read it
+    and its packages; else the system's python3 of the same version, with
+    copies of the packages vrange-run needs in `directory`."""
+    check = ["-c", "import cffi, ptrace, sortedcontainers, vrangeemu._native"]
+
+    def works(python, path):
+        env = dict(os.environ, PYTHONPATH=path)
+        return subprocess.run([*NOBODY, python, *check], env=env, cwd=directory,
+                              capture_output=True).returncode == 0
+    if works(sys.executable, str(ROOT)):
+        return sys.executable, str(ROOT)
+    system = shutil.which("python3", path="/usr/bin:/bin")
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if not system or subprocess.run([system, "-c", "import sys; print('%d.%d' % "
+                                     "sys.version_info[:2])"], capture_output=True,
+                                    text=True).stdout.strip() != version:
+        pytest.skip(f"uid 65534 cannot read {sys.executable} and there is no system "
+                    f"python{version}")
+    site = os.path.join(directory, "site")
+    os.mkdir(site)
+    for name in ("cffi", "_cffi_backend", "pycparser", "ptrace", "sortedcontainers"):
+        spec = importlib.util.find_spec(name)
+        if spec.submodule_search_locations:
+            shutil.copytree(list(spec.submodule_search_locations)[0], os.path.join(site, name))
+        else:
+            shutil.copy(spec.origin, site)
+    subprocess.run(["chmod", "-R", "a+rX", site], check=True)
+    path = os.pathsep.join([site, str(ROOT)])
+    if not works(system, path):
+        pytest.skip(f"uid 65534 cannot import vrangeemu from {ROOT} with {system}")
+    return system, path
+
+
+def test_without_root_the_limit_is_a_budget_that_holds(tmp_path):
+    """The no-root path end to end: vrange-run run as uid 65534 (no
+    capabilities, so no cgroup can be made) falls back to the RSS budget,
+    says once that it is best-effort, and still holds demo 2 within SIZE + 10%."""
+    if not shutil.which("setpriv"):
+        pytest.skip("no setpriv(1) to run as an unprivileged user")
+    try:
+        with open("/proc/sys/kernel/yama/ptrace_scope") as f:
+            scope = int(f.read())
+    except OSError:
+        scope = 0    # no Yama: a process may trace its own children
+    if scope >= 2:
+        pytest.skip(f"Yama ptrace_scope is {scope}: only CAP_SYS_PTRACE may trace")
+    directory = tempfile.mkdtemp(prefix="vrange-nobody-")   # pytest's tmp_path is 0700
+    try:
+        os.chmod(directory, 0o755)
+        python, path = python_for_nobody(directory)
+        proc = subprocess.run([*NOBODY, python, "-m", "vrangeemu", "--memory-limit", "64M",
+                               build_demo_2(directory)],
+                              env=dict(os.environ, PYTHONPATH=path), cwd=directory,
+                              capture_output=True, text=True, timeout=120)
+    finally:
+        shutil.rmtree(directory)
+    assert_demo_2_within(proc, 64)
+    warnings = [line for line in proc.stderr.splitlines() if "best-effort" in line]
+    assert len(warnings) == 1 and "no memory cgroup can be made here" in warnings[0], proc.stderr
 
 
 @pytest.mark.parametrize("args, message, status", [

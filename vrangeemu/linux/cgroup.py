@@ -5,6 +5,13 @@ the limit"), so the pressure engine does not care which one it has.  v2 is
 what current distributions run; on machines where only v1 has the memory
 controller (like ours) v1 is used.  Every path is passed in, so tests can
 point a `Cgroup` at a directory of plain files.
+
+Without root, v2 still serves where our own group is delegated to us (a
+systemd user session: `systemd-run --user --scope -p Delegate=yes ...`):
+cgroup v2 lets only a group without processes of its own hand the memory
+controller to its children, so the processes of our group first move into
+a leaf child of it, and back when the program's group goes (`delegated`,
+`Cgroup.make`, `Cgroup.remove`).
 """
 import os
 import time
@@ -54,17 +61,57 @@ def own_path(version, pid="self"):
     return "/"
 
 
+def _words(path, name):
+    """The words of the file `name` of the group at `path` ([] if unreadable)."""
+    try:
+        with open(os.path.join(path, name)) as f:
+            return f.read().split()
+    except OSError:
+        return []
+
+
+def delegated(path):
+    """True if the cgroup v2 group `path` is ours to divide: it has the
+    memory controller (its parent lists memory in cgroup.subtree_control,
+    so it has memory.* files) and we may write its directory, its
+    cgroup.procs and its cgroup.subtree_control.  (As root these are
+    always writable: then it says whether the group has the controller.)"""
+    return ("memory" in _words(path, "cgroup.controllers")
+            and os.path.exists(os.path.join(path, "memory.max"))
+            and all(os.access(os.path.join(path, name), os.W_OK)
+                    for name in ("", "cgroup.procs", "cgroup.subtree_control")))
+
+
+def v2_child(own, name, pid=None):
+    """Where the program's group `name` goes in the cgroup v2 group `own`
+    (ours): a `Cgroup` not made yet, or None if its children cannot have
+    the memory controller.  If `own` hands memory to its children already,
+    the group is made there; if `own` is delegated to us and holds no
+    process but us (`pid`, default ours: systemd-run --user --scope
+    vrange-run ...), its processes first move into the leaf
+    `NAME-supervisor` (see `Cgroup.make`); a group we share with others
+    (a login shell's) is left alone."""
+    if "memory" in _words(own, "cgroup.subtree_control"):
+        return Cgroup(os.path.join(own, name), 2)
+    if delegated(own) and _words(own, "cgroup.procs") == [str(pid or os.getpid())]:
+        return Cgroup(os.path.join(own, name), 2, leaf=os.path.join(own, f"{name}-supervisor"))
+    return None
+
+
 def _parse_bytes(text):
     text = text.strip()
     return UNLIMITED if text == "max" else min(int(text), UNLIMITED)
 
 
 class Cgroup:
-    """One memory cgroup directory of either version."""
+    """One memory cgroup directory of either version.  `leaf` (v2): the
+    child of its parent that the parent's processes move into while this
+    group exists (None: they stay)."""
 
-    def __init__(self, path, version):
+    def __init__(self, path, version, leaf=None):
         self.path = path
         self.version = version
+        self.leaf = leaf
         self._usage_fd = None
 
     def __repr__(self):
@@ -157,19 +204,59 @@ class Cgroup:
         """Where a new child `name` of our own memory cgroup would go, v2
         first: `Cgroup`s whose directories are not made yet (see `make`)."""
         found = []
-        for version, root in ((2, v2_root()), (1, v1_root())):
-            if root:
-                found.append(cls(os.path.join(root, own_path(version).lstrip("/"), name),
-                                 version))
+        root = v2_root()
+        if root:
+            group = v2_child(os.path.join(root, own_path(2).lstrip("/")), name)
+            if group:
+                found.append(group)
+        root = v1_root()
+        if root:
+            found.append(cls(os.path.join(root, own_path(1).lstrip("/"), name), 1))
         return found
 
     def make(self):
-        """mkdir the group; False if we may not (or the hierarchy refuses)."""
+        """mkdir the group; False if we may not (or the hierarchy refuses).
+        With a `leaf`, the parent's processes (vrange-run and its
+        watchdog) move into it first and the parent hands the memory
+        controller to its children (undone if that fails)."""
         try:
+            if self.leaf:
+                self._vacate_parent()
             os.mkdir(self.path)
             return True
         except OSError:
+            if self.leaf:
+                self._refill_parent()
             return False
+
+    def _vacate_parent(self):
+        parent = os.path.dirname(self.path)
+        os.mkdir(self.leaf)
+        for pid in _read_lines(os.path.join(parent, "cgroup.procs")):
+            try:
+                _write(os.path.join(self.leaf, "cgroup.procs"), pid)
+            except ProcessLookupError:
+                pass   # gone meanwhile
+        _write(os.path.join(parent, "cgroup.subtree_control"), "+memory")
+
+    def _refill_parent(self):
+        """Undo `_vacate_parent` as far as it got: the processes go back
+        to the parent and the leaf goes; best effort (the leaf may stay,
+        harmless, if a process cannot move)."""
+        parent = os.path.dirname(self.path)
+        try:
+            _write(os.path.join(parent, "cgroup.subtree_control"), "-memory")
+        except OSError:
+            pass
+        try:
+            for pid in _read_lines(os.path.join(self.leaf, "cgroup.procs")):
+                try:
+                    _write(os.path.join(parent, "cgroup.procs"), pid)
+                except ProcessLookupError:
+                    pass
+            os.rmdir(self.leaf)
+        except OSError:
+            pass
 
     @classmethod
     def create(cls, name):
@@ -181,16 +268,30 @@ class Cgroup:
         return None
 
     def remove(self, timeout=2.0):
-        """rmdir once its tasks are gone (they may take a moment to leave)."""
+        """rmdir once its tasks are gone (they may take a moment to leave);
+        then the processes of a `leaf` go back to the parent."""
         self.close()
         deadline = time.monotonic() + timeout
         while True:
             try:
                 os.rmdir(self.path)
-                return True
+                break
             except FileNotFoundError:
-                return True
+                break
             except OSError:
                 if time.monotonic() > deadline:
                     return False
                 time.sleep(0.01)
+        if self.leaf:
+            self._refill_parent()
+        return True
+
+
+def _read_lines(path):
+    with open(path) as f:
+        return f.read().split()
+
+
+def _write(path, value):
+    with open(path, "w") as f:
+        f.write(str(value))

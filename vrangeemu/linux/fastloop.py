@@ -13,8 +13,11 @@ whether VOLATILE must check locks (the space's `may_lock`), and the runs
 where a NONVOLATILE must be handed back: purged pages and the spans of the
 SIGBUS trap (pushed by `sync_purged` whenever either can have changed).
 A purge adds runs and a re-pin cuts a span (`add_purged`, `cut_purged`: a
-cost of what changed, not of every run).  What was pushed is remembered
-here too, or read back from C, for the supervisor's invariant check.
+cost of what changed, not of every run).  Under an RSS budget, C also keeps
+each slot's statm fd and resident bytes at the last reading
+(`set_rss_budget`: C hands a call back when the sum reaches the high mark).
+What was pushed is remembered here too, or read back from C, for the
+supervisor's invariant check.
 """
 import errno
 import math
@@ -28,6 +31,7 @@ from ..model.trap import repin_checked
 from .errors import check
 
 MAX_OPS = 256   # calls served per batch before the log is applied
+PAGE = 4096
 
 Op = namedtuple("Op", "kind tid slot start end partial t")   # t: time.monotonic() of the answer
 OP_VOLATILE, LOCK = lib.VR_OP_VOLATILE, lib.VR_OP_LOCK   # else VR_OP_NONVOLATILE
@@ -54,6 +58,7 @@ class FastLoop:
         self.pushed = {}        # slot -> (maps fd, lock check, repin all) as C has them
         self._free = []         # slots to reuse
         self._next = 0
+        self._budget = None     # (high, {tgid: rss}) while calls are checked against RSS
 
     # --- the mirror -------------------------------------------------------------
     def add(self, space):
@@ -67,6 +72,8 @@ class FastLoop:
         check(lib.vr_fast_slot(slot, space.memory.maps_fd, int(space.may_lock)), "vr_fast_slot")
         self.pushed[slot] = (space.memory.maps_fd, space.may_lock, False)
         self.sync_purged(space)
+        if self._budget is not None:
+            self._push_rss(space)
 
     def drop(self, space):
         if self._spaces.pop(space.slot, None) is not None:
@@ -125,6 +132,22 @@ class FastLoop:
                 check(got, "vr_fast_get_purged")
                 return [(out[2 * i], out[2 * i + 1]) for i in range(got)]
             n *= 4
+
+    def set_rss_budget(self, high, rss):
+        """Hand a call back unanswered when its process's resident bytes,
+        read then, and the other processes' as last seen reach `high`
+        (0: never), so Python can purge before answering it.  `rss`:
+        {tgid: resident bytes} just read; a process not in it (new since)
+        is read at its first call."""
+        self._budget = (high, rss)
+        lib.vr_fast_set_budget(-(-high // PAGE))   # rounded up: 1 byte is still a mark
+        for space in self._spaces.values():
+            self._push_rss(space)
+
+    def _push_rss(self, space):
+        rss = self._budget[1].get(space.tgid)
+        check(lib.vr_fast_set_rss(space.slot, space.memory.statm_fd,
+                                  -1 if rss is None else rss // PAGE), "vr_fast_set_rss")
 
     def space(self, slot):
         return self._spaces.get(slot)

@@ -37,6 +37,7 @@ class ProcessMemory:
         # thread-group leader becomes a zombie (pthread_exit in main).
         self._maps = os.open(f"/proc/{tgid}/maps", os.O_RDONLY | os.O_CLOEXEC)
         self._status = os.open(f"/proc/{tgid}/status", os.O_RDONLY | os.O_CLOEXEC)
+        self._statm = os.open(f"/proc/{tgid}/statm", os.O_RDONLY | os.O_CLOEXEC)
         self._pagemap = os.open(f"/proc/{tgid}/pagemap", os.O_RDONLY | os.O_CLOEXEC)
         self._mem = os.open(f"/proc/{tgid}/mem", os.O_RDWR | os.O_CLOEXEC)
         self._query = ffi.new("struct vr_vma *")
@@ -47,15 +48,29 @@ class ProcessMemory:
         self._syscall_insn = None
 
     def close(self):
-        for fd in (self._maps, self._status, self._pagemap, self._mem):
+        for fd in (self._maps, self._status, self._statm, self._pagemap, self._mem):
             if fd is not None:
                 os.close(fd)
-        self._maps = self._status = self._pagemap = self._mem = None
+        self._maps = self._status = self._statm = self._pagemap = self._mem = None
 
     @property
     def maps_fd(self):
         """The open /proc/TGID/maps (PROCMAP_QUERY), -1 once closed."""
         return -1 if self._maps is None else self._maps
+
+    @property
+    def statm_fd(self):
+        """The open /proc/TGID/statm (resident pages: `rss`), -1 once closed."""
+        return -1 if self._statm is None else self._statm
+
+    def rss(self):
+        """Resident bytes of the process (VmRSS: anonymous, file and shmem,
+        as /proc/TGID/statm counts them; one read of a few bytes), 0 if it
+        is gone or its leader has exited."""
+        try:
+            return int(os.pread(self._statm, 64, 0).split()[1]) << PAGE_SHIFT
+        except (OSError, IndexError, ValueError, TypeError):
+            return 0
 
     # --- VMAs --------------------------------------------------------------
     def vmas(self, start, end):

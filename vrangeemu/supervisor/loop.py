@@ -102,7 +102,7 @@ class Supervisor:
         the cgroup whose cgroup.procs file is given."""
         self.cgroup_procs = cgroup_procs
         if source is not None:
-            self.watch = PressureWatch(source, self.purger, self.bus)
+            self.watch = PressureWatch(source, self.purger, self.bus, checkpoints=self.native)
             self.purger.pressure = source
 
     # --- start ---------------------------------------------------------------
@@ -251,12 +251,15 @@ class Supervisor:
         makes the call again, as after a signal."""
         self.listener.send(call[0], 0, ERESTARTNOINTR)
 
-    def _await_purges(self):
+    def _await_purges(self, held=0):
         """Run the requested purges before serving any further call, so a purge
-        asked for before a call is done before it; waits at most PURGE_WAIT."""
+        asked for before a call is done before it; waits at most PURGE_WAIT.
+        A purge waiting for thread `held` is not awaited: that thread is
+        held in a call we received, and stops only once it is answered
+        (WAIT_KILLABLE_RECV), before it runs on."""
         while True:
             now = time.monotonic()
-            due = self.purger.deadlines(now)
+            due = self.purger.deadlines(now, held)
             if not due:
                 return
             if select.select([self.sigfd.fd], [], [], max(due) - now)[0]:
@@ -285,6 +288,15 @@ class Supervisor:
         if space is None:   # not a task we know: refuse rather than guess
             self.listener.send(notif_id, 0, errno.ENOSYS)
             return
+        self.purger.busy = {tid}   # another thread stops for a purge if one can
+        at_mark = self.watch is not None and self.watch.at_call(space)
+        self.purger.busy = set()
+        if at_mark:
+            # Over the RSS budget's mark: the purge lands before the answer
+            # (or, through this very thread, before it runs on).
+            self._await_purges(held=tid)
+            if not self.listener.valid(notif_id):
+                return   # interrupted to purge: the kernel restarts the call
 
         def write_purged(addr, value):
             # The tid could be reused once the caller is gone: check first.
@@ -332,6 +344,8 @@ class Supervisor:
         # _drain_stops, and a SIGUSR1 the program sent before making it is
         # pending now (kill() returns once it is) but may not have been read.
         self._take_signals()
+        if self.watch and task.space is not None:
+            self.watch.at_call(task.space)   # over the RSS budget's mark: purge first
         if self.purger.due_before_call(task):
             return self.purger.run_before_call(task, self.profile.nr)
         regs = ptrace.getregs(task.tid)

@@ -100,6 +100,8 @@ class NativeCalls:
                                                "(or no longer): NONVOLATILE needs Python.")
     cut_purged = _mirrored("cut_purged", "A span of a space was re-pinned: nothing purged or "
                                          "trapped is left there.")
+    set_rss_budget = _mirrored("set_rss_budget", "Hand calls back once the traced processes' "
+                                                 "RSS reaches the high mark (RSS budget).")
 
     def _check(self, spaces):
         """The C mirror matches the model: each space's slot, maps fd, lock

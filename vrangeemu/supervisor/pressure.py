@@ -3,12 +3,13 @@
 Each source answers `need()`: bytes to free now (0 when all is well), and
 `timeout()`: seconds until it wants to be asked again; `fds` are eventfds
 (or PSI trigger fds) that wake the loop at once.  The supervisor turns a need
-into victims (model.purge.choose_victims) and purges them.
+into victims (model.purge.choose_victims) and purges them.  A source can
+also ask to be read before a vrange call is answered (`at_call`,
+`call_budget`): the RSS budget, which no kernel limit backs, uses the
+program's own calls as checkpoints.
 """
 import os
 import re
-
-import psutil
 
 from ..linux import cgroup_watchdog
 from ..linux.cgroup import UNLIMITED, Cgroup
@@ -79,6 +80,17 @@ class _Source:
 
     def still_paused(self):
         """A purge was asked for: tasks may still be paused at a limit."""
+
+    def at_call(self, tgid, rss):
+        """Before a vrange call of process `tgid` is answered: True if the
+        source must be read first (`rss()`: that process's resident bytes now)."""
+        return False
+
+    def call_budget(self):
+        """(high, {tgid: resident bytes at the last reading}): a vrange call
+        waits for a reading once its process's RSS and the others' reach
+        `high` (0: calls need not wait now); None if calls are not checked."""
+        return None
 
     def close(self):
         pass
@@ -218,23 +230,47 @@ class CgroupSource(_UsageSource):
 class BudgetSource(_UsageSource):
     """Summed RSS of the traced processes against a budget (no cgroup).
 
-    COW-shared pages count once per process, as RSS does."""
+    Best effort: no kernel limit stands behind it.  The sum is read every
+    10-100 ms (`timeout`) and at the program's own vrange calls: once the
+    caller's RSS now and the others' as last seen reach the high mark, the
+    call waits until the sum is read and purged down to the low mark, as
+    direct reclaim makes an allocation wait.  So a program that marks what
+    it allocated volatile stays under SIZE; one that allocates without
+    calling vrange can outrun the readings.  COW-shared pages count once per
+    process, as RSS does.
 
-    def __init__(self, limit, tgids, log=print):
+    `rss()` gives {tgid: resident bytes} of the traced processes now."""
+
+    def __init__(self, limit, rss, log=print):
         super().__init__(f"RSS budget {limit >> 20} MiB", limit)
-        self.tgids = tgids   # callable: the traced processes now
+        self.rss = rss
+        self._last = {}         # tgid -> resident bytes as last seen
+        self._stuck = False     # the last reading found nothing volatile to purge
 
     def usage(self):
-        total = 0
-        for tgid in self.tgids():
-            try:
-                total += psutil.Process(tgid).memory_info().rss
-            except psutil.Error:
-                pass
-        return total
+        self._last = self.rss()
+        return sum(self._last.values())
 
     def need(self):
+        self._stuck = False
         return self.over(self.usage())
+
+    def nothing_to_purge(self):
+        """Over the high mark with nothing volatile left: calls go on
+        unchecked (checking them would only slow them down) until a reading
+        finds something to purge or usage below the high mark."""
+        self._stuck = True
+
+    def at_call(self, tgid, rss):
+        """True if `tgid`'s RSS now and the others' as last seen reach the
+        high mark."""
+        if self._stuck:
+            return False
+        self._last[tgid] = rss()
+        return sum(self._last.values()) >= self.high
+
+    def call_budget(self):
+        return 0 if self._stuck else self.high, dict(self._last)
 
 
 class PsiSource(_Source):
@@ -337,11 +373,23 @@ def _owned_cgroup(limit, log, warn):
     return None
 
 
+def budget_warning(limit, fallback):
+    """The one line said at the start when --memory-limit is an RSS budget."""
+    size = f"{limit >> 20}M" if limit % MiB == 0 else str(limit)
+    why = "no memory cgroup can be made here" if fallback else "--pressure budget"
+    return (f"{why}: --memory-limit {size} is a best-effort budget on the traced processes' "
+            "summed RSS (checked at their vrange calls and every 10-100 ms: a program that "
+            "allocates without calling vrange can go past it).  For a real limit, run as root "
+            "or in a delegated cgroup v2 subtree: systemd-run --user --scope -p Delegate=yes "
+            f"vrange-run --memory-limit {size} ... (or -p MemoryMax={size} and no "
+            "--memory-limit)")
+
+
 def choose_source(kind, limit, tasks, log, warn):
     """The pressure source for `--pressure KIND [--memory-limit LIMIT]`.
 
     Returns (source or None, cgroup.procs path for the program or None).
-    `tasks` (the TaskTable) gives the traced processes (tgids()) and
+    `tasks` (the TaskTable) gives the traced processes' rss() and
     volatile_bytes(); `log`
     takes details (-v), `warn` what the user must always hear."""
     if limit is not None:
@@ -352,11 +400,9 @@ def choose_source(kind, limit, tasks, log, warn):
             if kind == "cgroup":
                 raise SetupProblem("cannot create a memory cgroup here (no memory controller, "
                                    "or no permission): use --pressure budget")
-            warn("cannot create a memory cgroup here: enforcing --memory-limit against the "
-                 "summed RSS of the traced processes instead")
-            kind = "budget"
-        if kind == "budget":
-            return BudgetSource(limit, tasks.tgids, log=log), None
+        if kind in ("auto", "budget"):
+            warn(budget_warning(limit, kind == "auto"))
+            return BudgetSource(limit, tasks.rss, log=log), None
         raise SetupProblem(f"--memory-limit needs --pressure cgroup or budget, not {kind}")
     if kind == "budget":
         raise SetupProblem("--pressure budget needs --memory-limit SIZE")

@@ -227,10 +227,12 @@ class Purger:
         nothing to do at its stop)."""
         return task.space is not None and task.space.purge is not None
 
-    def deadlines(self, now):
-        """Deadlines of the requests calls still wait for."""
+    def deadlines(self, now, held=0):
+        """Deadlines of the requests calls still wait for, but those waiting
+        for thread `held` (one that cannot stop yet)."""
         return [sp.purge.deadline for sp in self.tasks.spaces()
-                if sp.purge is not None and sp.purge.state(now) == "waiting"]
+                if sp.purge is not None and sp.purge.state(now) == "waiting"
+                and sp.purge.tid != held]
 
     def run_before_call(self, task, nr):
         """ptrace trap mode, at the seccomp stop of a call (syscall `nr`) while

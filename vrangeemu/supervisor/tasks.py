@@ -111,8 +111,9 @@ class TaskTable:
         """The live traced spaces (TracedSpace), oldest first."""
         return list(self._spaces.values())
 
-    def tgids(self):
-        return [space.tgid for space in self._spaces.values()]
+    def rss(self):
+        """{tgid: resident bytes now} of the traced processes (statm)."""
+        return {space.tgid: space.memory.rss() for space in self._spaces.values()}
 
     def volatile_bytes(self):
         return sum(space.ranges.volatile_bytes for space in self._spaces.values())

@@ -6,15 +6,19 @@ from ..observe.events import Pressure
 
 
 class PressureWatch:
-    """Asks `source` (pressure.py) when it is due or one of its fds fired,
-    reports each reading on `bus`, and has `purger` relieve any need.  When
-    nothing is left to purge the source is told (`exhausted`): then the
-    kernel's limit applies."""
+    """Asks `source` (pressure.py) when it is due, when one of its fds fired,
+    and before a vrange call if the source says so (`at_call`); reports each
+    reading on `bus`, and has `purger` relieve any need.  When nothing is
+    left to purge the source is told (`nothing_to_purge`): then the kernel's
+    limit applies.  A source that checks calls has its high mark and
+    readings passed to `checkpoints` (the native loop, which then hands a
+    call back unanswered once the readings reach the mark)."""
 
-    def __init__(self, source, purger, bus):
+    def __init__(self, source, purger, bus, checkpoints=None):
         self.source = source
         self.purger = purger
         self.bus = bus
+        self.checkpoints = checkpoints
         self.fds = list(source.fds)
         self._due = 0.0
 
@@ -29,6 +33,16 @@ class PressureWatch:
             os.read(fd, 8)    # eventfd: clear it
         if fired or time.monotonic() >= self._due:
             self.check()
+
+    def at_call(self, space):
+        """A vrange call of `space` (a TracedSpace) is about to be answered:
+        read the source first if it asks to, purging what it needs.  True
+        if it was read (a purge may have been requested: await it before
+        answering the call)."""
+        if not self.source.at_call(space.tgid, space.memory.rss):
+            return False
+        self.check()
+        return True
 
     def check(self):
         need = self.source.need()
@@ -45,6 +59,9 @@ class PressureWatch:
                 self.source.still_paused()
             else:
                 self.source.nothing_to_purge()
+        budget = self.source.call_budget()
+        if budget is not None and self.checkpoints is not None:
+            self.checkpoints.set_rss_budget(*budget)
 
     def close(self):
         self.source.close()
