@@ -72,6 +72,15 @@ class ProcessMemory:
         except (OSError, IndexError, ValueError, TypeError):
             return 0
 
+    def anon_rss(self):
+        """Resident anonymous bytes (RssAnon: statm's resident less its
+        file and shmem pages), 0 if gone; cheaper than reading status."""
+        try:
+            fields = os.pread(self._statm, 64, 0).split()
+            return (int(fields[1]) - int(fields[2])) << PAGE_SHIFT
+        except (OSError, IndexError, ValueError, TypeError):
+            return 0
+
     # --- VMAs --------------------------------------------------------------
     def vmas(self, start, end):
         """VMAs meeting [start, end), clipped to it, in address order.

@@ -5,6 +5,7 @@ facts come from sharing.py; the discard is madvise(MADV_DONTNEED) run in
 the program through a remote-syscall session.  A `PurgeRequest` is the one
 record of a purge asked for and not yet carried out.
 """
+import bisect
 import mmap
 import os
 import time
@@ -81,6 +82,7 @@ class Purger:
         self.use_purger = fault != "no-purger"   # purge through a thread of our own
         self._prepared = set()   # id() of spaces prepare() was asked for
         self.busy = set()        # tids in a received, unanswered call: they stop last
+        self._resident_seen_due = 0.0
         tasks.on_task_left.append(self.retire)
         tasks.on_space_end.append(lambda space: self._prepared.discard(id(space)))
 
@@ -141,21 +143,28 @@ class Purger:
         across all spaces.  False if nothing is left to purge (and nothing
         is on its way)."""
         spaces = self.tasks.spaces()
-        for space in spaces:   # what pressure found resident, for --stats
-            resident = sum(e - s for s, e in self._all_runs(space, space.memory.discardable))
-            space.stats.resident_volatile_peak = max(space.stats.resident_volatile_peak,
-                                                     resident)
         now = time.monotonic()
+        if now >= self._resident_seen_due:   # for --stats, at most 10 times a second
+            self._resident_seen_due = now + 0.1
+            for space in spaces:
+                resident = sum(e - s for s, e in self._all_runs(space, space.memory.discardable))
+                space.stats.resident_volatile_peak = max(space.stats.resident_volatile_peak,
+                                                         resident)
         in_flight = [sp for sp in spaces
                      if sp.purge is not None and sp.purge.state(now) == "waiting"]
         idle = [sp for sp in spaces if sp not in in_flight]
         for space in idle:   # an overdue request is planned again
             self._drop_later(space)
             space.purge = None
-        companions = {}
-        plan, freed = choose_victims(
-            idle, need, lambda sp, lo, hi: self.sharing.discardable(sp, lo, hi, companions),
-            self.sharing.blocked)
+        companions, resident = {}, {}
+
+        def discardable(sp, lo, hi):
+            if not self.sharing.alone(sp):
+                return self.sharing.discardable(sp, lo, hi, companions)
+            if sp not in resident:   # one scan of its ranges' span, not one per range
+                resident[sp] = _Runs(sp.memory.resident(*sp.ranges.bounds()))
+            return resident[sp].within(lo, hi)
+        plan, freed = choose_victims(idle, need, discardable, self.sharing.blocked)
         for space, runs in companions.items():   # COW sharers lose the same pages
             if space.purge is None:
                 plan[space] = merge_runs(plan.get(space, []) + runs)
@@ -435,7 +444,7 @@ class Purger:
             space.stats.runs_discarded += bool(discarded)
         self.mirror.add_purged(space, gone)
         space.stats.purged_bytes += freed
-        space.stats.anon_rss_after_purge = procfs.anon_rss_of(task.tid)
+        space.stats.anon_rss_after_purge = space.memory.anon_rss()
         if not plan:   # a PREPARE request only started the purger thread: no purge
             return
         space.stats.purges += 1   # one purge = one `purge` event, as the report counts them
@@ -523,6 +532,29 @@ class Purger:
             self.log(f"no SIGBUS for purged pages of {space.tgid} ({exc}): they read as zeros")
         if fd >= 0:
             session.run([(SYS_CLOSE, (fd,))])
+
+
+class _Runs:
+    """Sorted, disjoint runs, asked for their parts within a span."""
+
+    def __init__(self, runs):
+        self.runs = runs
+        self.starts = [s for s, _ in runs]
+
+    def within(self, lo, hi):
+        """The parts of the runs inside [lo, hi), in order.
+
+        >>> _Runs([(0, 4), (6, 10)]).within(2, 8)
+        [(2, 4), (6, 8)]
+        """
+        i = max(bisect.bisect_right(self.starts, lo) - 1, 0)
+        out = []
+        for s, e in self.runs[i:]:
+            if s >= hi:
+                break
+            if e > lo:
+                out.append((max(s, lo), min(e, hi)))
+        return out
 
 
 def _split(runs, start, end):
