@@ -45,20 +45,27 @@ def set_usage(tmp_path, version, value, source):
     source.cgroup.close()      # the usage fd is kept open: reopen for the new file
 
 
-def test_v2_owned_cgroup_is_held_with_a_margin_then_enforced(tmp_path):
-    src = CgroupSource(fake_cgroup(tmp_path, 2), LIMIT, owned=True, log=lambda m: None,
-                       warn=lambda m: None)
-    assert read(tmp_path, "memory.high") == str(HIGH)     # throttle at the high mark
-    assert int(read(tmp_path, "memory.max")) > LIMIT      # backstop above the limit
+def test_v2_owned_cgroup_is_held_at_size_just_below_its_backstop_then_enforced(tmp_path):
+    """No v2 memory controller here: the files a kernel would have, as plain files."""
+    src = CgroupSource(fake_cgroup(tmp_path, 2, **{"memory.events": "low 0\nhigh 0\nmax 0\n"}),
+                       LIMIT, owned=True, log=lambda m: None, warn=lambda m: None)
+    assert read(tmp_path, "memory.high") == str(LIMIT)   # tasks wait at SIZE itself
+    assert LIMIT < int(read(tmp_path, "memory.max")) <= LIMIT + max(LIMIT // 16, 2 * MiB)
     assert src.fds == []                                  # v2 is polled
     set_usage(tmp_path, 2, HIGH - 1, src)
     assert src.need() == 0
     set_usage(tmp_path, 2, HIGH + MiB, src)
     assert src.need() == HIGH + MiB - LOW
+    # A task throttled at memory.high since the last poll: purge, even if
+    # usage reads below the high mark by now.
+    set_usage(tmp_path, 2, HIGH - MiB, src)
+    (tmp_path / "memory.events").write_text("low 0\nhigh 3\nmax 0\n")
+    assert src.need() == HIGH - MiB - LOW
+    assert src.need() == 0                                # counted once
     src.exhausted()
     assert read(tmp_path, "memory.high") == "max" and read(tmp_path, "memory.max") == str(LIMIT)
     set_usage(tmp_path, 2, LOW, src)                      # room again: back to purging
-    assert src.need() == 0 and read(tmp_path, "memory.high") == str(HIGH)
+    assert src.need() == 0 and read(tmp_path, "memory.high") == str(LIMIT)
 
 
 def test_v2_limits_read_max_as_unlimited(tmp_path):

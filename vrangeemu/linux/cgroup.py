@@ -136,6 +136,18 @@ class Cgroup:
             self._usage_fd = os.open(self.file(name), os.O_RDONLY | os.O_CLOEXEC)
         return int(os.pread(self._usage_fd, 64, 0))
 
+    def high_events(self):
+        """v2: how often a task went over memory.high (memory.events "high"),
+        0 where there is no such count (v1, or the file is missing)."""
+        try:
+            for line in self.read("memory.events").splitlines():
+                key, _, value = line.partition(" ")
+                if key == "high":
+                    return int(value)
+        except (OSError, ValueError):
+            pass
+        return 0
+
     def limits(self):
         """(soft, hard): v2 (memory.high, memory.max); v1 (its soft limit,
         memory.limit_in_bytes).  UNLIMITED where none is set."""
@@ -152,8 +164,9 @@ class Cgroup:
 
     # --- settings ------------------------------------------------------------
     def hold_at(self, soft, hard):
-        """Purging keeps usage under `soft`; past `hard` the kernel must not
-        kill yet.  v2: memory.high = soft (throttle), memory.max = hard.
+        """Tasks pause at `soft`; past `hard` the kernel must not kill yet.
+        v2: memory.high = soft (a task over it is throttled: it waits in
+        the kernel), memory.max = hard.
         v1: memory.limit_in_bytes = hard with the OOM killer off, so a task
         at the limit pauses instead of dying."""
         if self.version == 2:

@@ -122,8 +122,9 @@ class CgroupSource(_UsageSource):
     """A memory cgroup's usage against watermarks (v2 or v1).
 
     If `limit` is ours to enforce (--memory-limit), the cgroup is held at
-    it with the OOM killer off (v1; v2 memory.high at it, memory.max a
-    margin above) while volatile memory remains, as direct reclaim would: a
+    it with the OOM killer off (v1; v2 memory.high at it, memory.max just
+    above, and a task throttled at memory.high, counted in memory.events,
+    asks for a purge at once) while volatile memory remains, as direct reclaim would: a
     task that reaches it waits until a purge (through the program's purger
     thread, which a paused task does not hold up) makes room.  The kernel
     enforces the limit for real once nothing is left to purge (`exhausted`).  An owned group has a `watchdog`
@@ -134,26 +135,33 @@ class CgroupSource(_UsageSource):
         super().__init__(f"cgroup v{cgroup.version} {cgroup.path}", limit)
         self.cgroup = cgroup
         self.warn = warn
-        self.hard = limit if cgroup.version == 1 else limit + max(limit // 4, 16 * MiB)
+        self.hard = limit if cgroup.version == 1 else limit + max(limit // 16, 2 * MiB)
         self.owned = owned
         self.watchdog = watchdog
         self.log = log
         self.reliefs = 0        # v1: times the hard limit was raised to let paused tasks go
         self.enforced = False
         self.prepares = owned and cgroup.version == 1
+        self._high_events = 0
         if owned:
-            cgroup.hold_at(self.high, self.hard)
+            cgroup.hold_at(self.limit, self.hard)
             self.fds = cgroup.event_fds(self.high)
+            self._high_events = cgroup.high_events()
 
     def need(self):
         usage = self.cgroup.usage()
         need = self.over(usage)
+        if self.owned and self.cgroup.version == 2 and not self.enforced:
+            events = self.cgroup.high_events()
+            if events != self._high_events:   # tasks wait at SIZE: purge now
+                self._high_events = events
+                need = max(need, usage - self.low)
         if not need:
             if self.reliefs:
                 self.cgroup.raise_hard(self.hard)
                 self.reliefs = 0
             if self.enforced:   # room again: purging, not killing, comes first
-                self.cgroup.hold_at(self.high, self.hard)
+                self.cgroup.hold_at(self.limit, self.hard)
                 self.enforced = False
             return 0
         return need
