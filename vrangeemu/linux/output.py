@@ -6,9 +6,10 @@ that descriptor to the end:
 
 * never through a symlink (O_NOFOLLOW on the last component): a program
   that swaps FILE for a link to a root-only file gets nothing written there;
-* only if it is a regular file: opened with O_NONBLOCK and checked with
-  fstat, so a FIFO with no reader neither hangs vrange-run nor takes
-  output, and a device is not written to; it is emptied only then;
+* only if it is a regular file (or /dev/null, which keeps nothing): opened
+  with O_NONBLOCK and checked with fstat, so a FIFO with no reader neither
+  hangs vrange-run nor takes output, and a device is not written to; it is
+  emptied only then;
 * created with mode 0644 (less with a stricter umask).
 """
 import errno
@@ -34,15 +35,23 @@ def open_output(path, buffering=-1):
     except OSError as exc:
         raise OutputRefused(_why(path, exc)) from None
     try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise OutputRefused(f"{path}: is {_kind(mode)}, not a regular file")
+        st = os.fstat(fd)
+        if _is_null(st):
+            return os.fdopen(fd, "w", buffering=buffering)
+        if not stat.S_ISREG(st.st_mode):
+            raise OutputRefused(f"{path}: is {_kind(st.st_mode)}, not a regular file")
         os.ftruncate(fd, 0)
         os.set_blocking(fd, True)
         return os.fdopen(fd, "w", buffering=buffering)
     except BaseException:
         os.close(fd)
         raise
+
+
+def _is_null(st):
+    """The null device (1, 3): writes go nowhere, e.g. `--trace /dev/null`
+    to measure what tracing costs."""
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(1, 3)
 
 
 def _why(path, exc):
