@@ -665,19 +665,17 @@ def new_targets(r):
     if "storm" in r:
         s, q = r["storm"], r["storm_quiet"]
         text = (f"No call waits more than ~10 ms behind purges: "
-                f"{verdict(s['pair_max_us'] <= 10e3)} (with SIGUSR1 every "
+                f"{verdict(s['call_max_us'] <= 10e3)} (with SIGUSR1 every "
                 f"{s['period_us'] / 1e3:g} ms for {s['seconds']:g} s and {s['ranges']:,.0f} "
-                f"volatile ranges, the slowest VOLATILE+NONVOLATILE pair took "
-                f"{us_text(s['pair_max_us'])}, one call {us_text(s['call_max_us'])}; "
-                f"{s['over_10ms']:.0f} of "
-                f"{s['pairs']:,.0f} pairs over 10 ms; {s['pairs_per_s']:,.0f} pairs/s against "
-                f"{q['pairs_per_s']:,.0f} without the storm).")
-        if s["pair_max_us"] > 10e3 and "latency_1000" in r:
-            text += (" vrange-run takes a pending signal before the next call, and one purge "
-                     "of a space with this many ranges takes longer than the time between "
-                     f"signals (the latency rows: {us_text(r['latency_1000']['median_us'])} "
-                     f"with 1,000 ranges, {us_text(r['latency_10000']['median_us'])} with "
-                     "10,000), so calls get through only between purges.")
+                f"volatile ranges, the slowest call took {us_text(s['call_max_us'])}, the "
+                f"slowest VOLATILE+NONVOLATILE pair {us_text(s['pair_max_us'])}; "
+                f"{s['over_10ms']:.0f} of {s['pairs']:,.0f} pairs over 10 ms; "
+                f"{s['pairs_per_s']:,.0f} pairs/s against {q['pairs_per_s']:,.0f} without "
+                f"the storm). A call that arrives while purge requests are pending is "
+                f"taken along and answered after one purge turn (the signals sent before "
+                f"it are handled first); large purges go in slices of 64 runs with calls "
+                f"served between them, so each call waits for one turn, not for the "
+                f"stream (before: one call waited 2.0 s, 46 pairs/s).")
         items.append(text)
     ebizzy = {(row["size"], row["strategy"]): row.get("limited", {})
               for row in r.get("ebizzy", {}).get("pressure", [])}

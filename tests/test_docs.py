@@ -116,8 +116,8 @@ CLAIMS = [
     ("docs/compat.md", rf"about {US} us a call \(user notification", [NOTIFY]),
     ("docs/compat.md", rf"about {US} us a call with `--trap ptrace`", [PTRACE]),
     ("docs/testing-allocators.md", rf"`--trap ptrace`, {US}-{US} us a call here", TESTING),
-    ("docs/trace.md", rf"Each call costs about {US} us more",
-     [lambda r: r["trap_traced"]["calls_us"] - r["trap_notify"]["calls_us"]]),
+    ("docs/trace.md", rf"Each call costs about {US} us more",   # noise can make it < 0
+     [lambda r: max(r["trap_traced"]["calls_us"] - r["trap_notify"]["calls_us"], 0)]),
 ]
 # Where costs are quoted: every "N us" there must be one of CLAIMS.
 QUOTING = ("README.md", "--help", "docs/vrange.2.md", "docs/compat.md",

@@ -146,7 +146,7 @@ def parse_args(argv):
                              "those purges) and the pressure readings as JSON to FILE")
     check = parser.add_argument_group(
         "testing allocators", "Make bugs of vrange users show up at once, like a sanitizer. "
-        "These options stop each vrange call in ptrace (--trap ptrace, 55-140 us a call).")
+        "These options stop each vrange call in ptrace (--trap ptrace, 125-245 us a call).")
     check.add_argument("--purge-policy", choices=POLICIES, default="pressure",
                        help="when volatile ranges are discarded: under memory pressure "
                             "(default); always, the moment they become volatile; or random, "
