@@ -257,3 +257,14 @@ def test_program_arguments_that_look_like_our_options_are_the_programs():
     proc = vrange_run("sh", "-c", 'echo "$@"', "sh", "--purge", "--stats", "-v")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "--purge --stats -v\n" and proc.stderr == ""
+
+
+@pytest.mark.parametrize("trap", ["notify", "ptrace"])
+def test_a_program_making_the_stubs_own_call_gets_enosys_and_goes_on(trap):
+    # The filter hands 0xaffe to the tracer (the stub's end-of-batch call);
+    # made by the program itself it fails as an unknown syscall would.
+    from vrangeemu.linux.stub import DONE_NR
+    code = ("import ctypes; libc = ctypes.CDLL(None, use_errno=True); "
+            f"r = libc.syscall({DONE_NR}, 1, 2, 3); print(r, ctypes.get_errno(), flush=True)")
+    proc = vrange_run("--trap", trap, sys.executable, "-c", code)
+    assert (proc.returncode, proc.stdout) == (0, "-1 38\n"), proc.stderr
