@@ -100,14 +100,19 @@ class Purger:
                 self.request(space, "all", why)
 
     def continue_later(self):
-        """One more slice of each purge under way (a loop turn each)."""
+        """One more slice of each purge under way (a loop turn each); one
+        whose purger thread is gone or not parked is given up (pressure
+        plans anew), so the loop never spins on it."""
         for space in self.tasks.spaces():
-            if space.purge is not None and space.purge.later and space.purger is not None \
-                    and space.purger.parked:
-                try:
-                    self.run_at_stop(space.purger)
-                except TaskGone:
-                    pass
+            if space.purge is None or not space.purge.later:
+                continue
+            if space.purger is None or not space.purger.parked:
+                self._drop_later(space)
+                continue
+            try:
+                self.run_at_stop(space.purger)
+            except TaskGone:
+                self._drop_later(space)
 
     @property
     def under_way(self):
@@ -119,7 +124,8 @@ class Purger:
         discard its runs there first, so the answer reports them (that purge
         was asked for before the call)."""
         request = space.purge
-        if request is None or not request.later:
+        if request is None or not request.later or space.purger is None \
+                or not space.purger.parked:
             return
         mine, rest = _split(request.runs, start, end)
         if not mine:
@@ -128,6 +134,8 @@ class Purger:
         space.purge = PurgeRequest(mine, request.why, space.purger.tid)
         try:
             self.run_at_stop(space.purger, sliced=False)
+        except TaskGone:   # the process is going: the answer goes out as it is
+            pass
         finally:
             if space.purge is None and rest and space.tids:
                 space.purge = request
