@@ -16,7 +16,9 @@
 #include "testlib.h"
 #include "vrange.h"
 
+#ifndef N
 #define N 1000
+#endif
 #define PAGE 4096
 
 int main(void)
