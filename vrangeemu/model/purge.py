@@ -9,6 +9,7 @@ process alone.
 >>> purge_runs(r, lambda s, e: [(s, s + 4096), (s + 8192, e)])
 [(0, 4096), (8192, 16384)]
 """
+import bisect
 import heapq
 
 PAGE = 4096
@@ -158,3 +159,45 @@ def _first_bytes(runs, nbytes):
         out.append((start, end))
         nbytes -= end - start
     return out
+
+
+class RunIndex:
+    """Sorted, disjoint runs, asked for their parts within a span."""
+
+    def __init__(self, runs):
+        self.runs = runs
+        self.starts = [s for s, _ in runs]
+
+    def within(self, lo, hi):
+        """The parts of the runs inside [lo, hi), in order.
+
+        >>> RunIndex([(0, 4), (6, 10)]).within(2, 8)
+        [(2, 4), (6, 8)]
+        """
+        i = max(bisect.bisect_right(self.starts, lo) - 1, 0)
+        out = []
+        for s, e in self.runs[i:]:
+            if s >= hi:
+                break
+            if e > lo:
+                out.append((max(s, lo), min(e, hi)))
+        return out
+
+
+def split_runs(runs, start, end):
+    """(the parts of `runs` within [start, end), the parts outside), in order.
+
+    >>> split_runs([(0, 4), (6, 10)], 2, 8)
+    ([(2, 4), (6, 8)], [(0, 2), (8, 10)])
+    """
+    inside, outside = [], []
+    for s, e in runs:
+        if e <= start or s >= end:
+            outside.append((s, e))
+            continue
+        inside.append((max(s, start), min(e, end)))
+        if s < start:
+            outside.append((s, start))
+        if e > end:
+            outside.append((end, e))
+    return inside, outside

@@ -5,26 +5,19 @@ facts come from sharing.py; the discard is madvise(MADV_DONTNEED) run in
 the program through a remote-syscall session.  A `PurgeRequest` is the one
 record of a purge asked for and not yet carried out.
 """
-import bisect
 import mmap
 import os
 import time
 
-from ..linux import procfs, ptrace
+from ..linux import procfs, ptrace, stub
 from ..linux.errors import TaskGone
-from ..linux.process import pidfd_getfd
-from ..linux import stub
-from ..linux.syscalls import SYS_CLOSE, SYS_USERFAULTFD
-from ..linux.uffd import SigbusTrap
 from ..linux.procfs import PM_PRESENT
-from ..model.purge import (choose_victims, clip_to_volatile, intersect, purge_runs,
-                           still_discardable, subtract)
-from ..model.trap import spans_to_trap
-from ..model.vma import ANON
+from ..model.purge import (RunIndex, choose_victims, clip_to_volatile, intersect, purge_runs,
+                           split_runs, still_discardable, subtract)
 from ..observe.events import Purge
 from .remote import InjectionFailed
 from .sharing import merge_runs
-from .tasks import NO_TRAP
+from .trapping import Trapping
 
 # How long calls wait for a requested purge to run; a task that takes longer
 # to stop (D state, OOM wait) is purged whenever it stops.
@@ -77,6 +70,7 @@ class Purger:
                  fault=""):
         self.tasks, self.remote, self.sharing, self.mirror = tasks, remote, sharing, mirror
         self.bus, self.log = bus, log
+        self.trapping = Trapping(mirror, log)   # purged pages raise SIGBUS
         self.purged_access, self.fault = purged_access, fault
         self.pressure = None   # the pressure source, for the usage in Purge events
         self.use_purger = fault != "no-purger"   # purge through a thread of our own
@@ -127,7 +121,7 @@ class Purger:
         if request is None or not request.later or space.purger is None \
                 or not space.purger.parked:
             return
-        mine, rest = _split(request.runs, start, end)
+        mine, rest = split_runs(request.runs, start, end)
         if not mine:
             return
         request.runs = rest
@@ -170,7 +164,7 @@ class Purger:
             if not self.sharing.alone(sp):
                 return self.sharing.discardable(sp, lo, hi, companions)
             if sp not in resident:   # one scan of its ranges' span, not one per range
-                resident[sp] = _Runs(sp.memory.resident(*sp.ranges.bounds()))
+                resident[sp] = RunIndex(sp.memory.resident(*sp.ranges.bounds()))
             return resident[sp].within(lo, hi)
         plan, freed = choose_victims(idle, need, discardable, self.sharing.blocked)
         for space, runs in companions.items():   # COW sharers lose the same pages
@@ -314,7 +308,7 @@ class Purger:
                     task.named = True
                     session.run([(stub.SYS_PRCTL, (stub.PR_SET_NAME, space.stub + stub.NAME))])
                 if self.purged_access == "sigbus" and space.trap is None:
-                    self._make_trap(session, space)
+                    self.trapping.make(session, space)
                 results = self._discard(session, space, now)
                 if space.purger is None and not task.purger and session.has_stub and self.use_purger:
                     self._start_purger(session, task)
@@ -361,7 +355,7 @@ class Purger:
 
     def _discard(self, session, space, runs):
         """Trap, then discard, `runs`; the madvise results."""
-        self._trap(space, runs)
+        self.trapping.before_discard(space, runs)
         return session.madvise(runs, mmap.MADV_DONTNEED)
 
     # --- the SIGBUS trap (what to register and fill: model.trap) ---------------------
@@ -381,61 +375,9 @@ class Purger:
         return purge_runs(space.ranges, discardable or (
             lambda lo, hi: self.sharing.discardable(space, lo, hi)))
 
-    def _trap(self, space, plan):
-        """Before the discard (no access may slip in between): purged pages
-        of `plan` will fault.  Whole volatile ranges are registered, so a
-        range costs at most two more mappings, not two per purged run; the
-        pages of a new span that are missing now (never touched, mostly)
-        get the zero page at once, so they read as zeros, as under the
-        patches."""
-        if space.trap in (None, NO_TRAP):
-            return
-
-        def anon(lo, hi):
-            return [(v.start, v.end) for v in space.memory.vmas(lo, hi) if v.kind == ANON]
-        try:
-            spans = spans_to_trap(space.ranges, plan, space.trapped, anon)
-        except OSError as exc:   # /proc unreadable: the program is exiting
-            self._trap_failed(space, exc)
-            return
-        filled, trapped = 0, []
-        for start, end in spans:
-            try:
-                space.trap.register(start, end)
-            except OSError as exc:
-                self._trap_failed(space, exc)
-                continue
-            try:   # its holes (model/trap.py): every page missing before the discard
-                filled += space.trap.zero_fill(space.memory.missing(start, end))
-            except OSError as exc:   # its holes would fault: give the span up
-                self._trap_failed(space, exc)
-                self._unregister(space, start, end)
-                continue
-            space.trapped.add(start, end)
-            trapped.append((start, end))
-        self.mirror.add_purged(space, trapped)
-        if spans:
-            self.log(f"{space.tgid}: {len(spans)} span(s) trapped, "
-                     f"{filled} untouched page(s) zero-filled")
-
-    def _trap_failed(self, space, exc):
-        """Registering failed: purged pages there read as zeros, not SIGBUS."""
-        if not space.trap_warned:
-            space.trap_warned = True
-            self.log(f"purged pages of {space.tgid} may read as zeros: {exc}")
-
-    def _unregister(self, space, start, end):
-        try:
-            space.trap.unregister(start, end)
-        except OSError as exc:   # e.g. unmapped meanwhile: nothing left to trap
-            self.log(f"pages of {space.tgid} may raise SIGBUS where they should not: {exc}")
-
     def unpin(self, space, span):
-        """Pages of `span` are pinned again: end their trap, so purged pages
-        read as zeros from now on, not SIGBUS, and the mapping merges back
-        once its whole range is pinned.  Called before the answer is sent."""
-        for start, end in space.trapped.remove(*span):
-            self._unregister(space, start, end)
+        """Pages of `span` are pinned again: their trap ends (Trapping.unpin)."""
+        self.trapping.unpin(space, span)
 
     def _account(self, task, space, why, plan, results):
         """Record what the madvise results say was discarded."""
@@ -521,64 +463,4 @@ class Purger:
         except TaskGone:
             pass
 
-    def _make_trap(self, session, space):
-        """Create the userfaultfd that makes purged pages raise SIGBUS: made in
-        the program (it binds to its mm), copied out with pidfd_getfd, then
-        closed there.  On failure the space falls back to zero-fill."""
-        fd = session.run([(SYS_USERFAULTFD, (os.O_CLOEXEC | os.O_NONBLOCK,))])[0]
-        space.trap = NO_TRAP
-        try:
-            if fd < 0:
-                raise OSError(-fd, f"userfaultfd: {os.strerror(-fd)}")
-            copy = pidfd_getfd(space.tgid, fd)
-            try:
-                space.trap = SigbusTrap(copy)
-            except OSError:
-                os.close(copy)
-                raise
-        except (OSError, TaskGone) as exc:
-            self.log(f"no SIGBUS for purged pages of {space.tgid} ({exc}): they read as zeros")
-        if fd >= 0:
-            session.run([(SYS_CLOSE, (fd,))])
 
-
-class _Runs:
-    """Sorted, disjoint runs, asked for their parts within a span."""
-
-    def __init__(self, runs):
-        self.runs = runs
-        self.starts = [s for s, _ in runs]
-
-    def within(self, lo, hi):
-        """The parts of the runs inside [lo, hi), in order.
-
-        >>> _Runs([(0, 4), (6, 10)]).within(2, 8)
-        [(2, 4), (6, 8)]
-        """
-        i = max(bisect.bisect_right(self.starts, lo) - 1, 0)
-        out = []
-        for s, e in self.runs[i:]:
-            if s >= hi:
-                break
-            if e > lo:
-                out.append((max(s, lo), min(e, hi)))
-        return out
-
-
-def _split(runs, start, end):
-    """(the parts of `runs` within [start, end), the parts outside), in order.
-
-    >>> _split([(0, 4), (6, 10)], 2, 8)
-    ([(2, 4), (6, 8)], [(0, 2), (8, 10)])
-    """
-    inside, outside = [], []
-    for s, e in runs:
-        if e <= start or s >= end:
-            outside.append((s, e))
-            continue
-        inside.append((max(s, start), min(e, end)))
-        if s < start:
-            outside.append((s, start))
-        if e > end:
-            outside.append((end, e))
-    return inside, outside
