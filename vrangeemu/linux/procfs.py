@@ -147,24 +147,12 @@ class ProcessMemory:
 
     def writable(self, addr, n):
         """Every page of [addr, addr + n) is mapped with write permission."""
-        at, end = addr, addr + n
-        if self._has_query:
-            q = ffi.new("struct vr_vma *")
-            while at < end:
-                rc = lib.vr_vma_query(self._maps, at, q, ffi.NULL, 0)
-                if rc < 0 or q.vma_start > at or not q.vma_flags & 2:
-                    return False
-                at = q.vma_end
-            return True
-        for m in self._maps_lines():
-            lo, hi = int(m.group(1), 16), int(m.group(2), 16)
-            if lo <= at < hi:
-                if m.group(3)[1] != "w":
-                    return False
-                at = hi
-                if at >= end:
-                    return True
-        return False
+        at = addr
+        for start, end, prot in self.protections(addr, addr + n):
+            if start > at or not prot & 2:   # a hole, or not writable
+                return False
+            at = end
+        return at >= addr + n
 
     def _special_name(self, addr):
         # Only read-only anonymous VMAs can be [vdso]/[vvar]: ask for the name

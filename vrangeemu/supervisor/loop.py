@@ -25,7 +25,7 @@ import sys
 import time
 import traceback
 
-from ..linux import procfs, ptrace, stub
+from ..linux import ptrace, stub
 from ..linux.errors import TaskGone
 from ..linux.notify import Listener
 from ..linux.process import SignalFd, write_i32
@@ -178,13 +178,12 @@ class Supervisor:
             if sigfd in ready:
                 # A received call holds its thread until answered: a purge
                 # asks another thread to stop if it can.
-                self.purger.busy = {call[1]} if call else set()
-                self._on_signals()
-                if call and self.purger.waits_for(call[1]):
-                    self._make_again(call)
-                    call = None
-                self._await_purges()
-                self.purger.busy = set()
+                with self.purger.busy_with(call[1] if call else 0):
+                    self._on_signals()
+                    if call and self.purger.waits_for(call[1]):
+                        self._make_again(call)
+                        call = None
+                    self._await_purges()
             if self.listener and self.listener.fd in ready:
                 if ready[self.listener.fd] & select.POLLIN:
                     call = self.listener.recv()
@@ -222,7 +221,7 @@ class Supervisor:
             return
         self._sample_due = now + SAMPLE_EVERY
         for space in self.tasks.spaces():
-            self.bus.emit(Sample(pid=space.tgid, rss=procfs.anon_rss_of(space.tgid),
+            self.bus.emit(Sample(pid=space.tgid, rss=space.memory.anon_rss(),
                                  volatile=space.ranges.volatile_bytes,
                                  purged_bytes=space.ranges.purged_bytes,
                                  ranges=len(space.ranges)))
@@ -288,9 +287,8 @@ class Supervisor:
         if space is None:   # not a task we know: refuse rather than guess
             self.listener.send(notif_id, 0, errno.ENOSYS)
             return
-        self.purger.busy = {tid}   # another thread stops for a purge if one can
-        at_mark = self.watch is not None and self.watch.at_call(space)
-        self.purger.busy = set()
+        with self.purger.busy_with(tid):   # another thread stops for a purge if one can
+            at_mark = self.watch is not None and self.watch.at_call(space)
         if at_mark:
             # Over the RSS budget's mark: the purge lands before the answer
             # (or, through this very thread, before it runs on).

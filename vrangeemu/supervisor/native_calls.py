@@ -116,8 +116,7 @@ class NativeCalls:
             fd, lock_check, repin_all = self.loop.pushed[space.slot]
             assert fd == space.memory.maps_fd, (space, fd)
             assert lock_check == space.may_lock, (space, lock_check, space.may_lock)
-            sliced = space.purge is not None and space.purge.later
-            assert repin_all == sliced, (space, repin_all, space.purge)
+            assert repin_all == space.purge_under_way, (space, repin_all, space.purge)
             runs = self.loop.purged_runs(space.slot)
             assert runs == repin_checked(space.ranges, space.trapped), (space, runs)
         assert set(self.loop.pushed) == set(slots), (sorted(self.loop.pushed), sorted(slots))

@@ -5,6 +5,7 @@ facts come from sharing.py; the discard is madvise(MADV_DONTNEED) run in
 the program through a remote-syscall session.  A `PurgeRequest` is the one
 record of a purge asked for and not yet carried out.
 """
+import contextlib
 import mmap
 import os
 import time
@@ -87,7 +88,7 @@ class Purger:
         than scanning again (its cost: what changed)."""
         for space in self.tasks.spaces():
             request = space.purge
-            if request is not None and request.later:
+            if space.purge_under_way:
                 request.runs += [(r.start, r.end) for r in space.ranges.marked_since(request.since)]
                 request.since, request.why = space.ranges.newest_stamp(), why
             elif space.ranges and request is None:
@@ -98,7 +99,7 @@ class Purger:
         whose purger thread is gone or not parked is given up (pressure
         plans anew), so the loop never spins on it."""
         for space in self.tasks.spaces():
-            if space.purge is None or not space.purge.later:
+            if not space.purge_under_way:
                 continue
             if space.purger is None or not space.purger.parked:
                 self._drop_later(space)
@@ -111,15 +112,14 @@ class Purger:
     @property
     def under_way(self):
         """True while some purge goes on in slices."""
-        return any(sp.purge is not None and sp.purge.later for sp in self.tasks.spaces())
+        return any(sp.purge_under_way for sp in self.tasks.spaces())
 
     def settle(self, space, start, end):
         """A re-pin of [start, end) while a purge of `space` is under way:
         discard its runs there first, so the answer reports them (that purge
         was asked for before the call)."""
         request = space.purge
-        if request is None or not request.later or space.purger is None \
-                or not space.purger.parked:
+        if not space.purge_under_way or space.purger is None or not space.purger.parked:
             return
         mine, rest = split_runs(request.runs, start, end)
         if not mine:
@@ -133,12 +133,21 @@ class Purger:
         finally:
             if space.purge is None and rest and space.tids:
                 space.purge = request
-            self.mirror.set_repin_all(space, space.purge is not None and space.purge.later)
+            self._tell_mirror(space)
 
     def _drop_later(self, space):
-        if space.purge is not None and space.purge.later:
+        if space.purge_under_way:
             space.purge = None
-            self.mirror.set_repin_all(space, False)
+            self._tell_mirror(space)
+
+    def _continue_later(self, space, runs, why, since):
+        """The rest of a sliced purge, for the purger thread's next slices."""
+        space.purge = PurgeRequest(runs, why, space.purger.tid, later=True, since=since)
+
+    def _tell_mirror(self, space):
+        """While a purge of `space` is under way in slices, every NONVOLATILE
+        there needs Python (settle)."""
+        self.mirror.set_repin_all(space, space.purge_under_way)
 
     def relieve(self, need):
         """Pressure wants `need` bytes: purge the oldest volatile ranges
@@ -221,6 +230,16 @@ class Purger:
         return sorted((tid for tid, st in states.items() if st in rank),
                       key=lambda tid: (tid in self.busy, rank[states[tid]], tid))
 
+    @contextlib.contextmanager
+    def busy_with(self, tid):
+        """Meanwhile thread `tid` holds a received call: purges ask another
+        thread to stop first (see _stoppable)."""
+        self.busy = {tid} if tid else set()
+        try:
+            yield
+        finally:
+            self.busy = set()
+
     def waits_for(self, tid):
         """True if a requested purge waits for thread `tid` to stop."""
         return any(sp.purge is not None and sp.purge.tid == tid and not sp.purge.later
@@ -297,9 +316,8 @@ class Purger:
         now = self._discardable_now(space, now)
         if not now and not (request.why == PREPARE and space.purger is None):
             if rest and space.purger is not None:   # nothing in this slice: the next one
-                space.purge = PurgeRequest(rest, request.why, space.purger.tid, later=True,
-                                           since=since)
-            self.mirror.set_repin_all(space, space.purge is not None and space.purge.later)
+                self._continue_later(space, rest, request.why, since)
+            self._tell_mirror(space)
             return
         gone = None
         try:
@@ -321,16 +339,15 @@ class Purger:
         except InjectionFailed as exc:
             self.log(f"purge of {space.tgid} skipped: {exc}")
             self.mirror.sync_purged(space)   # its trapped spans may have grown
-            self.mirror.set_repin_all(space, False)
+            self._tell_mirror(space)
             return
         self._account(task, space, request.why, now, results)
         if gone is not None:
-            self.mirror.set_repin_all(space, False)
+            self._tell_mirror(space)
             raise gone
         if rest and space.purge is None:
-            space.purge = PurgeRequest(rest, request.why, space.purger.tid, later=True,
-                                       since=since)
-        self.mirror.set_repin_all(space, space.purge is not None and space.purge.later)
+            self._continue_later(space, rest, request.why, since)
+        self._tell_mirror(space)
 
     def _still_held(self, space, runs, discardable):
         """The parts of `runs` (any order, maybe overlapping) that still hold

@@ -115,15 +115,17 @@ class Session:
         result, in order.  With the stub, in batches of stub.BATCH_MAX run
         by the stub's loop (two stops a batch, not two a call); else one by
         one."""
-        if self._stub is None:
+        def one_by_one(runs):
             return self.run([(SYS_MADVISE, (s, e - s, advice)) for s, e in runs])
+        if self._stub is None:
+            return one_by_one(runs)
         results = []
         while len(results) < len(runs):
             batch = runs[len(results):len(results) + stub.BATCH_MAX]
             try:
                 self.task.space.memory.write(self._stub + stub.RUNS, stub.pairs(batch))
-            except OSError:   # no page to be had for it (at a memory limit): one by one
-                results += self.run([(SYS_MADVISE, (s, e - s, advice)) for s, e in batch])
+            except OSError:   # no page to be had for it (at a memory limit)
+                results += one_by_one(batch)
                 continue
             done, failed = self._batch(len(batch), advice, results)
             results += [0] * done

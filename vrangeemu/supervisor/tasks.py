@@ -66,6 +66,11 @@ class TracedSpace:
     stats = property(lambda self: self.model.stats)
     tids = property(lambda self: self.model.tids)
 
+    @property
+    def purge_under_way(self):
+        """A purge of this space goes on in slices (purger.PurgeRequest.later)."""
+        return self.purge is not None and self.purge.later
+
     def __repr__(self):
         return f"TracedSpace({self.tgid}, {self.name!r}, tids={sorted(self.tids)})"
 
