@@ -81,3 +81,18 @@ def test_a_purge_in_slices_is_whole_for_every_call_made_after_its_request(build,
     proc = vrange_run("--trap", trap, "--pressure", "none", build("purge_in_slices"), timeout=60)
     assert "slices purged=1000 zero=1000 of 1000 late=1" in proc.stdout, (proc.stdout, proc.stderr)
     assert proc.returncode == 0
+
+
+@pytest.mark.parametrize("trap", ["notify", "ptrace"])
+def test_a_first_purge_whose_first_slice_holds_nothing_volatile_still_purges_the_rest(script, trap):
+    # Page 0 is volatile but never touched; 100 resident pages that are not
+    # volatile come next, then volatile page 299.  The first purge runs in a
+    # program thread (no purger thread yet) and its first slice of resident
+    # runs clips to nothing: the rest used to be dropped (purged=0).
+    text = "\n".join(["map R 300 anon", "vol R 0 1"]
+                     + [f"fill R 2 {2 * k + 2} 1" for k in range(100)]
+                     + ["fill R 1 299 1", "vol R 299 1", "purge", "nonvol R 299 1",
+                        "check R 1 299 1"]) + "\n"
+    out = script("native", "--trap", trap).run(text)
+    assert out.calls[-1]["purged"] == 1
+    assert out.checks["R"] == dict(good=0, zero=1, bad=0)

@@ -314,8 +314,10 @@ class Purger:
         if request.later:   # planned a while ago: only what still holds pages
             now = self._still_held(space, now, discardable)
         now = self._discardable_now(space, now)
+        if not now and rest and space.purger is None:   # no thread to come back with
+            now, rest = self._discardable_now(space, rest), []
         if not now and not (request.why == PREPARE and space.purger is None):
-            if rest and space.purger is not None:   # nothing in this slice: the next one
+            if rest:   # nothing in this slice: the next one
                 self._continue_later(space, rest, request.why, since)
             self._tell_mirror(space)
             return
