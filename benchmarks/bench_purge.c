@@ -21,6 +21,14 @@
  *                    since the last one.
  *                    "pairs=.. pair_median_us=.. pair_p99_us=.. pair_max_us=..
  *                     call_max_us=.. over_10ms=.. signals=.. purged_answers=.."
+ *   repin RANGES PERIOD_US
+ *                    RANGES one-page ranges, resident and volatile, purged
+ *                    by one SIGUSR1 (waited for).  Then each is re-pinned
+ *                    (NONVOLATILE: purged=1), while a helper thread sends
+ *                    SIGUSR1 every PERIOD_US (0: none), though nothing is
+ *                    left to purge.
+ *                    "repins=.. total_ms=.. repin_median_us=.. repin_max_us=..
+ *                     purged_answers=.. signals=.."
  * Times from CLOCK_MONOTONIC.  Exit 1 if a purge never comes (5 s) or a call
  * fails.
  */
@@ -195,6 +203,50 @@ static int calls_in_storm(long n, double seconds)
     return 0;
 }
 
+static int repin_purged(long n)
+{
+    char *p = ranges(n, 1);
+    pid_t sup = supervisor();
+    kill(sup, SIGUSR1);
+    double t = now_us();
+    for (long i = n - 1; i >= 0; i--) {   /* wait until every page is gone */
+        unsigned char vec;
+        if (mincore(p + 2 * i * PAGE, PAGE, &vec))
+            exit(4);
+        if (vec & 1) {
+            if (now_us() - t > 5e6) {
+                printf("repin: the pages were never purged\n");
+                return 1;
+            }
+            sched_yield();
+            i++;
+        }
+    }
+    double *v = malloc(n * sizeof *v);
+    long purged_answers = 0;
+    pthread_t helper;
+    storm_end = 1e300;
+    if (period_us > 0 && pthread_create(&helper, NULL, storm, &sup))
+        return 3;
+    double start = now_us();
+    for (long i = 0; i < n; i++) {
+        int purged = 0;
+        double t0 = now_us();
+        call(p + 2 * i * PAGE, PAGE, VRANGE_NONVOLATILE, &purged);
+        v[i] = now_us() - t0;
+        purged_answers += purged;
+    }
+    double total = now_us() - start;
+    storm_end = 0;
+    if (period_us > 0)
+        pthread_join(helper, NULL);
+    double median = quantile(v, n, 0.5);
+    printf("repins=%ld total_ms=%.1f repin_median_us=%.1f repin_max_us=%.1f purged_answers=%ld "
+           "signals=%ld period_us=%ld\n", n, total / 1e3, median, v[n - 1], purged_answers,
+           signals, period_us);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 4 && !strcmp(argv[1], "latency"))
@@ -203,6 +255,11 @@ int main(int argc, char **argv)
         period_us = atol(argv[4]);
         return calls_in_storm(atol(argv[2]), atof(argv[3]));
     }
-    fprintf(stderr, "usage: bench_purge latency ROUNDS OTHERS | storm RANGES SECONDS PERIOD_US\n");
+    if (argc == 4 && !strcmp(argv[1], "repin")) {
+        period_us = atol(argv[3]);
+        return repin_purged(atol(argv[2]));
+    }
+    fprintf(stderr, "usage: bench_purge latency ROUNDS OTHERS | storm RANGES SECONDS PERIOD_US"
+                    " | repin RANGES PERIOD_US\n");
     return 2;
 }

@@ -62,6 +62,7 @@ PROGRAMS = {   # name -> C source, built by build()
 SIGNAL_ONLY = ["--pressure", "none"]
 LATENCY_OTHERS = (0, 1_000, 10_000)   # other volatile ranges present
 STORM_RANGES, STORM_PERIOD_US = 5000, 2000
+REPIN_RANGES, REPIN_PERIOD_US = 20_000, 1000   # re-pins of purged ranges in a storm
 PEAK_LIMITS_MB = (32, 64, 128)        # --memory-limit for the 256 MiB cache
 
 
@@ -179,10 +180,15 @@ def purge_storm(seconds, exe):
     re-touches its page, so every purge has something to discard) for
     `seconds`, while a thread of the program sends SIGUSR1 to vrange-run
     every 2 ms; the same without the signals.  Each pair timed by the
-    program (bench_purge storm)."""
+    program (bench_purge storm).  Then 20,000 purged one-page ranges
+    re-pinned one by one while SIGUSR1 comes every 1 ms (nothing is left to
+    purge) and without it (bench_purge repin)."""
     argv = [exe["bench_purge"], "storm", STORM_RANGES, seconds]
+    repin = [exe["bench_purge"], "repin", REPIN_RANGES]
     return {"storm": dict(probe([*argv, STORM_PERIOD_US], SIGNAL_ONLY), seconds=seconds),
-            "storm_quiet": dict(probe([*argv, 0], SIGNAL_ONLY), seconds=seconds)}
+            "storm_quiet": dict(probe([*argv, 0], SIGNAL_ONLY), seconds=seconds),
+            "storm_repin": probe([*repin, REPIN_PERIOD_US], SIGNAL_ONLY),
+            "storm_repin_quiet": probe([*repin, 0], SIGNAL_ONLY)}
 
 
 def peak_under_limit(runs, exe, notes):
@@ -612,6 +618,19 @@ def storm_rows(r):
         ("the same pairs without the storm", us_text(q["pair_median_us"]),
          f"max {us_text(q['pair_max_us'])}, p99 {us_text(q['pair_p99_us'])}; "
          f"{q['pairs_per_s']:,.0f} pairs/s"),
+    ] + repin_rows(r)
+
+
+def repin_rows(r):
+    if "storm_repin" not in r:
+        return []
+    s, q = r["storm_repin"], r["storm_repin_quiet"]
+    return [
+        (f"re-pin of one of {s['repins']:,.0f} purged ranges, SIGUSR1 every "
+         f"{s['period_us'] / 1e3:g} ms (nothing left to purge)", us_text(s["repin_median_us"]),
+         f"max {us_text(s['repin_max_us'])}; all {s['total_ms']:,.0f} ms, "
+         f"{s['total_ms'] / q['total_ms']:.2f}x the {q['total_ms']:,.0f} ms without the "
+         f"storm (max {us_text(q['repin_max_us'])}); {s['signals']:,.0f} signals"),
     ]
 
 

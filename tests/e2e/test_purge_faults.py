@@ -96,3 +96,14 @@ def test_a_first_purge_whose_first_slice_holds_nothing_volatile_still_purges_the
     out = script("native", "--trap", trap).run(text)
     assert out.calls[-1]["purged"] == 1
     assert out.checks["R"] == dict(good=0, zero=1, bad=0)
+
+
+@pytest.mark.parametrize("trap", ["notify", "ptrace"])
+def test_with_everything_purged_a_new_range_is_still_purged_by_the_next_request(script, trap):
+    # After the first purge every volatile page is purged, so a request
+    # needs no scan; a range marked after that must still go.
+    out = script("native", "--trap", trap).run(
+        "map A 4 anon\nfill A 1\nvol A 0 4\npurge\npurge\nmap B 4 anon\nfill B 3\n"
+        "vol B 0 4\npurge\nnonvol B 0 4\nnonvol A 0 4\ncheck B 3\n")
+    assert [c["purged"] for c in out.calls[-2:]] == [1, 1]
+    assert out.checks["B"] == dict(good=0, zero=4, bad=0)

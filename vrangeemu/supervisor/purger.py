@@ -384,9 +384,11 @@ class Purger:
         ranges (its cost does not grow with ranges that hold nothing);
         else one question per range to `discardable` (default: the
         copy-on-write-aware one).  clip=False: the scan's runs may hold
-        pages between ranges (the caller clips what it takes)."""
+        pages between ranges (the caller clips what it takes).  None, and
+        no scan, once every volatile page is purged: a purge takes only pages
+        not purged yet, so a storm of requests then costs nothing."""
         bounds = space.ranges.bounds()
-        if bounds is None:
+        if bounds is None or space.ranges.purged_bytes == space.ranges.volatile_bytes:
             return []
         if self.sharing.alone(space):
             resident = space.memory.resident(*bounds)
