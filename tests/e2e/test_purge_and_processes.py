@@ -277,6 +277,20 @@ def test_purging_alternating_pages_splits_no_mapping_per_page(build):
     assert int(counts["repinned"]) == before + 1, proc.stdout
 
 
+def test_purging_many_separate_ranges_leaves_the_program_room_to_map(build):
+    # 40000 one-page volatile ranges between pages that are not volatile: a
+    # trap per range split the mapping up to vm.max_map_count (65531) and 98
+    # of 100 later mmap()s failed with ENOMEM.  Now at most a quarter of the
+    # cap is trapped (the rest read as zeros, and -v says so).
+    proc = vrange_run(build("purge_alternating_pages_keeps_mappings"), 80000, "separate",
+                      timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    counts = dict(re.findall(r"(\w+)=(-?\d+)", proc.stdout))
+    assert counts["mmap_failed"] == "0", proc.stdout
+    assert counts["was_purged"] == "1", proc.stdout
+    assert int(counts["purged"]) > int(counts["before"]) + 1000, proc.stdout   # it did trap
+
+
 @pytest.mark.parametrize("trap", ["notify", "ptrace"])
 def test_untouched_page_of_a_purged_range_reads_zero_and_a_purged_page_faults(build, trap):
     # Pages 0..3 written and purged, 4..7 never touched; the whole range is

@@ -98,6 +98,9 @@ class TrappedSpans:
     def __bool__(self) -> bool:
         return bool(self._spans)
 
+    def __len__(self) -> int:
+        return len(self._spans)
+
     def __repr__(self) -> str:
         return f"TrappedSpans({self.intervals()!r})"
 

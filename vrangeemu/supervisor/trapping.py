@@ -12,12 +12,26 @@ from ..model.vma import ANON
 from .tasks import NO_TRAP
 
 
+def max_map_count(path="/proc/sys/vm/max_map_count"):
+    try:
+        with open(path) as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 65530   # the kernel's default
+
+
 class Trapping:
     """The trap of each space (`space.trap`, `space.trapped`); `mirror` (the
-    native loop) learns the spans registered, `log` what failed."""
+    native loop) learns the spans registered, `log` what failed.
+
+    A span splits its mapping at both ends, and the mappings of a process
+    are capped (vm.max_map_count): at most `max_spans` spans per space, a
+    quarter of the cap, so the program keeps at least half of it for its
+    own mappings; purged pages beyond read as zeros."""
 
     def __init__(self, mirror, log):
         self.mirror, self.log = mirror, log
+        self.max_spans = max_map_count() // 4
 
     def make(self, session, space):
         """Create the userfaultfd that makes purged pages raise SIGBUS: made in
@@ -56,6 +70,11 @@ class Trapping:
         except OSError as exc:   # /proc unreadable: the program is exiting
             self._failed(space, exc)
             return
+        room = max(self.max_spans - len(space.trapped), 0)
+        if len(spans) > room:
+            self._failed(space, f"more than {self.max_spans} separate ranges to trap (each "
+                                "costs mappings, which vm.max_map_count caps)")
+            spans = spans[:room]
         filled, trapped = 0, []
         for start, end in spans:
             try:
