@@ -29,6 +29,12 @@
  *                    left to purge.
  *                    "repins=.. total_ms=.. repin_median_us=.. repin_max_us=..
  *                     purged_answers=.. signals=.."
+ *   grow RANGES
+ *                    RANGES one-page ranges, each filled and made volatile in
+ *                    turn (run under a memory limit smaller than them, the
+ *                    older ones are purged meanwhile), then each re-pinned;
+ *                    a range not reported purged must keep its data.
+ *                    "ranges=.. purged=.. kept=.. bad=.. total_ms=.."
  * Times from CLOCK_MONOTONIC.  Exit 1 if a purge never comes (5 s) or a call
  * fails.
  */
@@ -247,6 +253,31 @@ static int repin_purged(long n)
     return 0;
 }
 
+static int grow(long n)
+{
+    char *p = anon(2 * (size_t)n * PAGE);
+    double start = now_us();
+    for (long i = 0; i < n; i++) {
+        memset(p + 2 * i * PAGE, (int)(i % 251) + 1, PAGE);
+        call(p + 2 * i * PAGE, PAGE, VRANGE_VOLATILE, NULL);
+    }
+    long purged_n = 0, bad = 0;
+    for (long i = 0; i < n; i++) {
+        char *q = p + 2 * i * PAGE;
+        int purged = 0;
+        call(q, PAGE, VRANGE_NONVOLATILE, &purged);
+        purged_n += purged;
+        for (int k = 0; !purged && k < PAGE; k++)
+            if (q[k] != (char)((i % 251) + 1)) {
+                bad++;
+                break;
+            }
+    }
+    printf("ranges=%ld purged=%ld kept=%ld bad=%ld total_ms=%.1f\n", n, purged_n, n - purged_n,
+           bad, (now_us() - start) / 1e3);
+    return bad != 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 4 && !strcmp(argv[1], "latency"))
@@ -255,11 +286,13 @@ int main(int argc, char **argv)
         period_us = atol(argv[4]);
         return calls_in_storm(atol(argv[2]), atof(argv[3]));
     }
+    if (argc == 3 && !strcmp(argv[1], "grow"))
+        return grow(atol(argv[2]));
     if (argc == 4 && !strcmp(argv[1], "repin")) {
         period_us = atol(argv[3]);
         return repin_purged(atol(argv[2]));
     }
     fprintf(stderr, "usage: bench_purge latency ROUNDS OTHERS | storm RANGES SECONDS PERIOD_US"
-                    " | repin RANGES PERIOD_US\n");
+                    " | repin RANGES PERIOD_US | grow RANGES\n");
     return 2;
 }

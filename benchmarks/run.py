@@ -365,6 +365,16 @@ def tree_ops(runs, quick, ranges=100_000):
     return dict(median_of(runs, one), ranges=ranges, ops_per_run=per_run)
 
 
+def pressure_among_ranges(exe, n=40_000):
+    """bench_purge grow: `n` one-page ranges filled and made volatile one by
+    one, then re-pinned, under --memory-limit 64M (the oldest are purged
+    while the program goes on) and without a limit, in turn."""
+    argv = [exe["bench_purge"], "grow", n]
+    r = interleaved(3, {"limited": lambda: probe(argv, ["--memory-limit", "64M"]),
+                        "free": lambda: probe(argv)})
+    return {"grow_limited": r["limited"], "grow_free": r["free"]}
+
+
 def vm_rss_kib(pid):
     with open(f"/proc/{pid}/status") as f:
         return int(re.search(r"^VmRSS:\s+(\d+) kB", f.read(), re.M)[1])
@@ -414,7 +424,8 @@ def sections(opts, calls, purge_mb, exe, tmp, notes):
         "processes": ("fork+exec and dd under vrange-run",
                       lambda: untrapped_processes(opts.runs, exe, opts.quick)),
         "scale": ("scale", lambda: {"tree": tree_ops(opts.runs, opts.quick),
-                                    **supervisor_rss(min(opts.runs, 3), exe)}),
+                                    **supervisor_rss(min(opts.runs, 3), exe),
+                                    **pressure_among_ranges(exe)}),
         "jemalloc": ("jemalloc under --check-access",
                      lambda: jemalloc_checked(opts.runs, exe, notes)),
         "ebizzy": ("ebizzy-like workload and the reference allocator", ebizzy_rows),
@@ -782,10 +793,21 @@ def scale_rows(r):
         (f"range tree with {n} ranges: is_purged", f"{t['is_purged_per_s']:,.0f} /s", ""),
         (f"choose 1 MiB of victims among {n} ranges", f"{t['choose_victims_ms']:.0f} ms",
          "`choose_victims`, once per purge decision"),
+        *grow_rows(r),
         ("supervisor RSS, 1 traced process", f"{one / 1024:.1f} MiB", "VmRSS of vrange-run"),
         ("supervisor RSS, 100 traced processes", f"{many / 1024:.1f} MiB",
          f"+{(many - one) / 99:.0f} KiB per extra process (each with one volatile range)"),
     ]
+
+
+def grow_rows(r):
+    if "grow_limited" not in r:
+        return []
+    g, f = r["grow_limited"], r["grow_free"]
+    return [(f"{g['ranges']:,.0f} one-page ranges made volatile then re-pinned, under a 64 MiB "
+             "limit", f"{g['total_ms'] / 1e3:.1f} s",
+             f"{g['total_ms'] / f['total_ms']:.1f}x the {f['total_ms'] / 1e3:.1f} s without a "
+             f"limit; {g['purged']:,.0f} purged by the way, {g['bad']:.0f} lost data")]
 
 
 def render(m, r, notes):

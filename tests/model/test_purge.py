@@ -128,3 +128,45 @@ def test_one_scan_clipped_to_the_ranges_plans_what_a_question_per_range_plans(ma
     def discardable(lo, hi):
         return [(max(s, lo), min(e, hi)) for s, e in runs if s < hi and lo < e]
     assert clip_to_volatile(r, runs) == sorted(purge_runs(r, discardable))
+
+
+@given(st.lists(st.tuples(st.integers(0, 40), st.integers(1, 4)), min_size=1, max_size=12),
+       st.lists(st.booleans(), min_size=48, max_size=48),
+       st.lists(st.integers(1, 12), min_size=1, max_size=4))
+def test_a_walk_resumed_after_ranges_that_held_nothing_plans_what_a_walk_from_the_oldest_does(
+        marks, resident, needs):
+    # Purge after purge (residency only shrinks, as purges take pages), the
+    # walk resumed at VolatileRanges.empty_before plans exactly what a walk
+    # from the oldest range would.
+    a, = spaces_with_shared_clock(1)
+    for first, n in marks:
+        a.ranges.mark(first * P, (first + n) * P)
+    held = set(i for i, r in enumerate(resident) if r)
+
+    def discardable(space, lo, hi):
+        return as_runs([(addr // P) in held for addr in range(lo, hi, P)], lo)
+
+    def holds(space, lo, hi):
+        return any(lo // P <= p < hi // P for p in held)
+    for need in needs:
+        cursor = a.ranges.empty_before
+        a.ranges.empty_before = 0
+        want = choose_victims([a], need * P, discardable, None, holds)
+        a.ranges.empty_before = cursor
+        got = choose_victims([a], need * P, discardable, None, holds)
+        assert got == want
+        for start, end in got[0].get(a, []):   # the purge: those pages go
+            a.ranges.set_purged(start, end)
+            held -= set(range(start // P, end // P))
+
+
+def test_a_walk_that_falls_short_after_the_resume_point_starts_again_from_the_oldest():
+    a, = spaces_with_shared_clock(1)
+    a.ranges.mark(0, P)            # oldest: empty at the first walk
+    a.ranges.mark(4 * P, 5 * P)
+    held = {4}
+    discardable = lambda sp, lo, hi: as_runs([(x // P) in held for x in range(lo, hi, P)], lo)
+    assert choose_victims([a], P, discardable)[0] == {a: [(4 * P, 5 * P)]}
+    assert a.ranges.empty_before == 2          # range 0 (stamp 1) held nothing
+    held = {0}                                  # written since, while volatile
+    assert choose_victims([a], P, discardable)[0] == {a: [(0, P)]}

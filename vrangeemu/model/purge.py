@@ -107,7 +107,7 @@ def clip_to_volatile(ranges, runs):
     return out
 
 
-def choose_victims(spaces, need, discardable, blocked=None):
+def choose_victims(spaces, need, discardable, blocked=None, holds=None):
     """Runs to discard to free at least `need` bytes, oldest range first.
 
     One LRU across all `spaces` (their ranges share one clock), as the
@@ -117,7 +117,13 @@ def choose_victims(spaces, need, discardable, blocked=None):
     copy-on-write sharer still needs it) the range is passed over.  A
     PARTIAL range loses only the pages still needed, lowest addresses first,
     and never the blocked ones.  Only discardable pages count as freed.
-    `discardable(space, start, end)` -> [(start, end)] runs.
+    `discardable(space, start, end)` -> [(start, end)] runs.  `holds(space,
+    start, end)`, if given, is a cheap first look: False when the range has
+    no page to take (purged already, or never touched), so the walk passes
+    the oldest ranges, long purged, without asking what of them is purged.
+    The leading ranges of a space that held nothing are remembered
+    (`VolatileRanges.empty_before`), so the next walk starts after them; if
+    that walk falls short of `need`, it is made again from the oldest.
     Returns ({space: [(start, end), ...]}, bytes freed).
 
     >>> from vrangeemu.model.ranges import VolatileRanges
@@ -126,16 +132,35 @@ def choose_victims(spaces, need, discardable, blocked=None):
     >>> choose_victims([a], PAGE, lambda s, lo, hi: [(lo, hi)])[1]
     8192
     """
+    plan, freed = _walk(spaces, need, discardable, blocked, holds)
+    if freed < need and any(sp.ranges.empty_before for sp in spaces):
+        for sp in spaces:
+            sp.ranges.empty_before = 0
+        plan, freed = _walk(spaces, need, discardable, blocked, holds)
+    return plan, freed
+
+
+def _walk(spaces, need, discardable, blocked, holds):
     # Lazy: a decision usually needs the oldest few of maybe 10^5 ranges.
     oldest_first = heapq.merge(*(_lru_items(i, sp) for i, sp in enumerate(spaces)),
                                key=lambda item: item[0])
-    plan, freed = {}, 0
-    for _, space, rng in oldest_first:
+    plan, freed, leading = {}, 0, set(range(len(spaces)))
+    for (_, _, i), space, rng in oldest_first:
         if freed >= need:
             break
-        if not rng.partial and blocked and blocked(space, rng.start, rng.end):
+        runs = []
+        if holds and not holds(space, rng.start, rng.end):
+            pass
+        elif not rng.partial and blocked and blocked(space, rng.start, rng.end):
+            leading.discard(i)   # it holds pages: not empty
             continue
-        runs = range_runs(space.ranges, rng, lambda lo, hi: discardable(space, lo, hi))
+        else:
+            runs = range_runs(space.ranges, rng, lambda lo, hi: discardable(space, lo, hi))
+        if i in leading:
+            if runs:
+                leading.discard(i)
+            else:
+                space.ranges.empty_before = rng.stamp + 1
         if rng.partial:
             runs = _first_bytes(runs, need - freed)
         if runs:
@@ -145,7 +170,7 @@ def choose_victims(spaces, need, discardable, blocked=None):
 
 
 def _lru_items(i, space):
-    for r in space.ranges.lru():
+    for r in space.ranges.lru(space.ranges.empty_before):
         yield (r.stamp, r.start, i), space, r
 
 
@@ -168,15 +193,26 @@ class RunIndex:
         self.runs = runs
         self.starts = [s for s, _ in runs]
 
+    def holds(self, lo, hi):
+        """True if a run has a part inside [lo, hi).
+
+        >>> RunIndex([(0, 4), (6, 10)]).holds(4, 6), RunIndex([(0, 4)]).holds(3, 9)
+        (False, True)
+        """
+        i = bisect.bisect_right(self.starts, lo) - 1
+        if i >= 0 and self.runs[i][1] > lo:
+            return True
+        return i + 1 < len(self.runs) and self.runs[i + 1][0] < hi
+
     def within(self, lo, hi):
         """The parts of the runs inside [lo, hi), in order.
 
         >>> RunIndex([(0, 4), (6, 10)]).within(2, 8)
         [(2, 4), (6, 8)]
         """
-        i = max(bisect.bisect_right(self.starts, lo) - 1, 0)
-        out = []
-        for s, e in self.runs[i:]:
+        runs, out = self.runs, []
+        for i in range(max(bisect.bisect_right(self.starts, lo) - 1, 0), len(runs)):
+            s, e = runs[i]
             if s >= hi:
                 break
             if e > lo:

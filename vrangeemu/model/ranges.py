@@ -116,6 +116,9 @@ class VolatileRanges:
         self._purged = SortedDict()  # start -> end; disjoint, never touching
         self._volatile_bytes = 0
         self._purged_bytes = 0
+        # Ranges stamped before this held nothing a purge could take when
+        # last looked at: model.purge.choose_victims resumes its walk here.
+        self.empty_before = 0
 
     # -- ranges --------------------------------------------------------------
 
@@ -217,10 +220,17 @@ class VolatileRanges:
         """
         return list(self._lru.values()[self._lru.bisect_left((stamp + 1) << 56):])
 
-    def lru(self) -> Iterator[Range]:
-        """Ranges oldest stamp first, ties by start.  Lazy: do not mark or
-        unmark while iterating (set_purged is fine).  O(1) to start."""
-        return iter(self._lru.values())
+    def lru(self, from_stamp: int = 0) -> Iterator[Range]:
+        """Ranges oldest stamp first, ties by start, from stamp `from_stamp`
+        on.  Lazy: do not mark or unmark while iterating (set_purged is
+        fine).  O(log n) to start.
+
+        >>> vr = VolatileRanges(); vr.mark(0, PAGE); vr.mark(4 * PAGE, 5 * PAGE)
+        >>> [r.start // PAGE for r in vr.lru(2)]
+        [4]
+        """
+        lru = self._lru
+        return map(lru.__getitem__, lru.islice(lru.bisect_left(from_stamp << 56)))
 
     @property
     def volatile_bytes(self) -> int:
@@ -316,7 +326,7 @@ class VolatileRanges:
         self._ranges.clear()
         self._lru.clear()
         self._purged.clear()
-        self._volatile_bytes = self._purged_bytes = 0
+        self._volatile_bytes = self._purged_bytes = self.empty_before = 0
 
     def __repr__(self) -> str:
         return f"VolatileRanges({list(self)!r}, purged={self.purged_intervals()!r})"

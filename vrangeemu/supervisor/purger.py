@@ -39,12 +39,13 @@ class PurgeRequest:
     plan anew); a request is dropped once carried out or its thread is gone.
     `later`: the rest of a purge under way in slices (see SLICE_RUNS): runs
     that held pages when planned, and the ranges marked volatile since
-    (stamp > `since`), checked again slice by slice."""
-    __slots__ = ("runs", "why", "tid", "deadline", "later", "since")
+    (stamp > `since`), checked again slice by slice.  `fresh`: planned in
+    this loop turn, so no call can have re-pinned any of it yet."""
+    __slots__ = ("runs", "why", "tid", "deadline", "later", "since", "fresh")
 
-    def __init__(self, runs, why, tid=0, deadline=0.0, later=False, since=0):
+    def __init__(self, runs, why, tid=0, deadline=0.0, later=False, since=0, fresh=False):
         self.runs, self.why, self.tid, self.deadline = runs, why, tid, deadline
-        self.later, self.since = later, since
+        self.later, self.since, self.fresh = later, since, fresh
 
     def state(self, now):
         return "waiting" if self.tid and self.deadline > now else "overdue"
@@ -155,12 +156,12 @@ class Purger:
         is on its way)."""
         spaces = self.tasks.spaces()
         now = time.monotonic()
-        if now >= self._resident_seen_due:   # for --stats, at most 10 times a second
-            self._resident_seen_due = now + 0.1
-            for space in spaces:
+        if now >= self._resident_seen_due:   # for --stats: at most 10 times a second,
+            for space in spaces:              # and at most ~5% of the time
                 resident = sum(e - s for s, e in self._all_runs(space, space.memory.discardable))
                 space.stats.resident_volatile_peak = max(space.stats.resident_volatile_peak,
                                                          resident)
+            self._resident_seen_due = now + max(0.1, 20 * (time.monotonic() - now))
         in_flight = [sp for sp in spaces
                      if sp.purge is not None and sp.purge.state(now) == "waiting"]
         idle = [sp for sp in spaces if sp not in in_flight]
@@ -169,13 +170,19 @@ class Purger:
             space.purge = None
         companions, resident = {}, {}
 
+        def resident_of(sp):   # one scan of its ranges' span, not one per range
+            if sp not in resident:
+                resident[sp] = RunIndex(sp.memory.resident(*sp.ranges.bounds()))
+            return resident[sp]
+
         def discardable(sp, lo, hi):
             if not self.sharing.alone(sp):
                 return self.sharing.discardable(sp, lo, hi, companions)
-            if sp not in resident:   # one scan of its ranges' span, not one per range
-                resident[sp] = RunIndex(sp.memory.resident(*sp.ranges.bounds()))
-            return resident[sp].within(lo, hi)
-        plan, freed = choose_victims(idle, need, discardable, self.sharing.blocked)
+            return resident_of(sp).within(lo, hi)
+
+        def holds(sp, lo, hi):
+            return not self.sharing.alone(sp) or resident_of(sp).holds(lo, hi)
+        plan, freed = choose_victims(idle, need, discardable, self.sharing.blocked, holds)
         for space, runs in companions.items():   # COW sharers lose the same pages
             if space.purge is None:
                 plan[space] = merge_runs(plan.get(space, []) + runs)
@@ -192,7 +199,7 @@ class Purger:
         thread, else when the thread interrupted now stops (`run_at_stop`)."""
         purger = space.purger
         if purger is not None and purger.parked:
-            space.purge = PurgeRequest(runs, why, purger.tid, time.monotonic())
+            space.purge = PurgeRequest(runs, why, purger.tid, time.monotonic(), fresh=True)
             try:
                 self.run_at_stop(purger)
             except TaskGone:
@@ -308,6 +315,8 @@ class Purger:
             plan = self._all_runs(space, clip=False)
         elif request.later:
             plan, since = request.runs, request.since
+        elif request.fresh:
+            plan = request.runs
         else:   # planned earlier: only what is still volatile and resident
             plan = still_discardable(space.ranges, request.runs, discardable)
         now, rest = (plan[:SLICE_RUNS], plan[SLICE_RUNS:]) if sliced else (plan, [])
