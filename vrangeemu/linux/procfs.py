@@ -31,15 +31,20 @@ def _kind_from_maps(perms, inode, name):
 class ProcessMemory:
     """Read-only views of one address space. Close it when the space goes."""
 
-    def __init__(self, tgid):
+    def __init__(self, tgid, fds=None):
+        """`fds`: maps, status, statm, pagemap and mem of /proc/TGID, opened
+        already (by the native loop, at the stop), else opened now."""
         self.tgid = tgid
         # Opened now and kept: the fds stay bound to this mm even when the
         # thread-group leader becomes a zombie (pthread_exit in main).
-        self._maps = os.open(f"/proc/{tgid}/maps", os.O_RDONLY | os.O_CLOEXEC)
-        self._status = os.open(f"/proc/{tgid}/status", os.O_RDONLY | os.O_CLOEXEC)
-        self._statm = os.open(f"/proc/{tgid}/statm", os.O_RDONLY | os.O_CLOEXEC)
-        self._pagemap = os.open(f"/proc/{tgid}/pagemap", os.O_RDONLY | os.O_CLOEXEC)
-        self._mem = os.open(f"/proc/{tgid}/mem", os.O_RDWR | os.O_CLOEXEC)
+        if fds is not None:
+            self._maps, self._status, self._statm, self._pagemap, self._mem = fds
+        else:
+            self._maps = os.open(f"/proc/{tgid}/maps", os.O_RDONLY | os.O_CLOEXEC)
+            self._status = os.open(f"/proc/{tgid}/status", os.O_RDONLY | os.O_CLOEXEC)
+            self._statm = os.open(f"/proc/{tgid}/statm", os.O_RDONLY | os.O_CLOEXEC)
+            self._pagemap = os.open(f"/proc/{tgid}/pagemap", os.O_RDONLY | os.O_CLOEXEC)
+            self._mem = os.open(f"/proc/{tgid}/mem", os.O_RDWR | os.O_CLOEXEC)
         self._query = ffi.new("struct vr_vma *")
         self._name = ffi.new("char[16]")
         self._has_query = True

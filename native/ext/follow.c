@@ -1,0 +1,435 @@
+/* follow.c - the ptrace stops the native loop answers without Python.
+ *
+ * vrange-run follows every task with ptrace, so a fork + exec + wait costs
+ * the program five stops (the fork event, the child's first stop, its exec
+ * event, its exit, the parent's SIGCHLD).  Most need no decision: the
+ * fork, vfork or clone of a task whose space never had a volatile range
+ * (so nothing purged, trapped or being purged, no purger thread: all need
+ * a range first), the exec of such a task, its exit and its signals, and
+ * the first stop of a child whose creator's event was followed here.
+ * When the signalfd holds SIGCHLD alone, the native loop reaps the stops
+ * itself (vr_follow_ready): a routine one is resumed at once and logged
+ * like a call, with what Python needs to apply it later as it would have
+ * at the stop (kcmp's answer, the new space's /proc files opened while the
+ * task is held, the new program's name); the first other one is handed
+ * back unhandled, and nothing after it is reaped here.  Python applies
+ * the log, in order with the calls, before it does anything else.
+ *
+ * Per slot (follow_slot): 1 while the space is routine; set by Python
+ * when it gives a space a slot, cleared for good by its first VOLATILE.
+ * Per tid (tid_state):
+ *   PENDING   a task of a new space Python has not registered yet (it is
+ *             routine: new spaces are empty); its slot is unknown here
+ *   EXPECTED  its first stop is ours to resume (its creator's event was
+ *             followed here, Python's Task is `starting`)
+ *   HELD      its first stop came before its creator's event: kept
+ *             stopped, handed back whenever the loop returns
+ *   GROUP     Python holds it in a group-stop: its stops go to Python
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/ptrace.h>
+#include <sys/user.h>
+#include <sys/wait.h>
+#include <linux/seccomp.h>
+
+#include "vrnative.h"
+
+#define PENDING VR_FOLLOW_PENDING
+#define EXPECTED VR_FOLLOW_EXPECTED
+#define HELD VR_FOLLOW_HELD
+#define GROUP VR_FOLLOW_GROUP
+#define ERESTARTSYS 512
+#define ERESTARTNOINTR 513
+
+static int follow_fd = -1;   /* the supervisor's signalfd; -1: not following */
+static int follow_nr;        /* the vrange syscall number */
+static uint64_t follow_linger_ns;
+static uint8_t *tid_state;
+static long state_max;
+static uint8_t *follow_slot;
+static int follow_nslots;
+static struct vr_follow_ev *evs;
+static int nevs;
+static int32_t *stops;       /* handed back: (tid, wait status) pairs */
+static int nstops;
+static int32_t held[2 * VR_FOLLOW_MAX_HELD];
+static int nheld;
+
+int vr_follow_start(int sigfd, int nr, int linger_us, struct vr_follow_ev *ev_buf,
+                    int32_t *stop_buf)
+{
+    follow_linger_ns = linger_us * 1000ULL;
+    if (!tid_state) {
+        state_max = 4194304;   /* PID_MAX_LIMIT on 64-bit */
+        FILE *f = fopen("/proc/sys/kernel/pid_max", "r");
+        if (f) {
+            if (fscanf(f, "%ld", &state_max) != 1)
+                state_max = 4194304;
+            fclose(f);
+        }
+        tid_state = calloc(state_max + 1, 1);
+        if (!tid_state)
+            return -ENOMEM;
+    }
+    follow_fd = sigfd;
+    follow_nr = nr;
+    evs = ev_buf;
+    stops = stop_buf;
+    nevs = nstops = nheld = 0;
+    return 0;
+}
+
+void vr_follow_stop(void)
+{
+    follow_fd = -1;
+}
+
+int vr_follow_slot(int slot, int on)
+{
+    if (slot < 0)
+        return -EINVAL;
+    if (slot >= follow_nslots) {
+        int n = slot < 16 ? 16 : slot * 2;
+        uint8_t *grown = realloc(follow_slot, n);
+        if (!grown)
+            return -ENOMEM;
+        memset(grown + follow_nslots, 0, n - follow_nslots);
+        follow_slot = grown;
+        follow_nslots = n;
+    }
+    follow_slot[slot] = on != 0;
+    return 0;
+}
+
+int vr_follow_get_slot(int slot)
+{
+    return slot >= 0 && slot < follow_nslots ? follow_slot[slot] : 0;
+}
+
+void vr_follow_volatile(int slot)
+{
+    if (slot >= 0 && slot < follow_nslots)
+        follow_slot[slot] = 0;
+}
+
+/* Python's view of a task changed: clear the bits `off`, then set `on`. */
+void vr_follow_tid(int tid, int off, int on)
+{
+    if (tid_state && tid > 0 && tid <= state_max)
+        tid_state[tid] = (tid_state[tid] & ~off) | on;
+}
+
+static int state(int tid)
+{
+    return tid > 0 && tid <= state_max ? tid_state[tid] : 0;
+}
+
+static int routine(int tid)
+{
+    int slot = vr_fast_slot_of(tid);
+    if (slot >= 0)
+        return slot < follow_nslots && follow_slot[slot];
+    return state(tid) & PENDING;
+}
+
+static void hand_back(int tid, int status)
+{
+    if (state(tid) & HELD) {   /* its first stop came first */
+        for (int i = 0; i < nheld; i++)
+            if (held[2 * i] == tid) {
+                stops[2 * nstops] = tid;
+                stops[2 * nstops++ + 1] = held[2 * i + 1];
+                held[2 * i] = held[2 * (nheld - 1)];
+                held[2 * i + 1] = held[2 * (nheld - 1) + 1];
+                nheld--;
+                break;
+            }
+        tid_state[tid] &= ~HELD;
+    }
+    stops[2 * nstops] = tid;
+    stops[2 * nstops++ + 1] = status;
+}
+
+void vr_follow_take(int *n_evs, int *n_stops)
+{
+    for (int i = 0; i < nheld; i++) {   /* Python waits for their creators now */
+        stops[2 * nstops] = held[2 * i];
+        stops[2 * nstops++ + 1] = held[2 * i + 1];
+        tid_state[held[2 * i]] &= ~HELD;
+    }
+    nheld = 0;
+    *n_evs = nevs;
+    *n_stops = nstops;
+    nevs = nstops = 0;
+}
+
+static uint64_t mono_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1000000000ULL + t.tv_nsec;
+}
+
+static struct vr_follow_ev *new_ev(int kind, int tid, int nops)
+{
+    struct vr_follow_ev *ev = &evs[nevs];
+    memset(ev, 0, sizeof *ev);
+    ev->kind = kind;
+    ev->tid = tid;
+    ev->nops = nops;
+    for (int i = 0; i < 5; i++)
+        ev->fds[i] = -1;
+    return ev;
+}
+
+/* The files procfs.ProcessMemory keeps, opened now: maps and the others
+ * stay bound to the mm they were opened on. */
+static int open_proc(int tid, int32_t fds[5])
+{
+    static const char *names[5] = { "maps", "status", "statm", "pagemap", "mem" };
+    char path[64];
+    for (int i = 0; i < 5; i++) {
+        snprintf(path, sizeof path, "/proc/%d/%s", tid, names[i]);
+        fds[i] = open(path, (i == 4 ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+        if (fds[i] < 0) {
+            while (i--)
+                close(fds[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* /proc/TID/comm as procfs.comm_of reads it (whitespace stripped; "?"). */
+static void read_comm(int tid, char out[16])
+{
+    char path[64], buf[32];
+    snprintf(path, sizeof path, "/proc/%d/comm", tid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof buf - 1);
+    if (fd >= 0)
+        close(fd);
+    if (n < 0) {
+        strcpy(out, "?");
+        return;
+    }
+    char *s = buf, *e = buf + n;
+    while (s < e && strchr(" \t\n\r\v\f", *s))
+        s++;
+    while (e > s && strchr(" \t\n\r\v\f", e[-1]))
+        e--;
+    n = e - s < 15 ? e - s : 15;
+    memcpy(out, s, n);
+    out[n] = 0;
+}
+
+/* Loop.py's _restart_interrupted_call: a vrange call whose wait a signal
+ * ended must be made again after the handler, never fail EINTR. */
+static void restart_interrupted(int tid)
+{
+    struct user_regs_struct regs;
+    if (ptrace(PTRACE_GETREGS, tid, 0, &regs))
+        return;
+    if (regs.orig_rax == (uint64_t)follow_nr && regs.rax == (uint64_t)-ERESTARTSYS) {
+        regs.rax = (uint64_t)-ERESTARTNOINTR;
+        ptrace(PTRACE_SETREGS, tid, 0, &regs);
+    }
+}
+
+/* fork/vfork/clone of a routine task: the parent is resumed, the child
+ * too if its first stop is here already; 0 if it is for Python. */
+static int follow_fork(int tid, int event, int nops)
+{
+    unsigned long child_ul;
+    if (ptrace(PTRACE_GETEVENTMSG, tid, 0, &child_ul))
+        return 0;
+    int child = (int)child_ul;
+    int order = vr_kcmp_vm(tid, child);
+    if (order < 0 || child <= 0 || child > state_max)
+        return 0;   /* kcmp cannot tell: Python guesses from the event */
+    struct vr_follow_ev *ev = new_ev(VR_EV_FORK, tid, nops);
+    ev->child = child;
+    ev->value = event;
+    ev->shares = order == 0;
+    if (!ev->shares && open_proc(child, ev->fds))
+        return 0;
+    int slot = vr_fast_slot_of(tid);
+    if (ev->shares && slot >= 0)
+        vr_fast_bind(child, slot);   /* its calls are served at once */
+    else
+        tid_state[child] |= PENDING;
+    ptrace(PTRACE_CONT, tid, 0, 0);
+    if (tid_state[child] & HELD) {
+        for (int i = 0; i < nheld; i++)
+            if (held[2 * i] == child) {
+                held[2 * i] = held[2 * (nheld - 1)];
+                held[2 * i + 1] = held[2 * (nheld - 1) + 1];
+                nheld--;
+                break;
+            }
+        tid_state[child] &= ~HELD;
+        ptrace(PTRACE_CONT, child, 0, 0);
+        ev->claimed = 1;
+    } else {
+        tid_state[child] |= EXPECTED;
+    }
+    nevs++;
+    return 1;
+}
+
+/* exec by a routine task (the leader itself): a new, empty space. */
+static int follow_exec(int tid, int nops)
+{
+    unsigned long former;
+    if (ptrace(PTRACE_GETEVENTMSG, tid, 0, &former) || (int)former != tid)
+        return 0;
+    struct vr_follow_ev *ev = new_ev(VR_EV_EXEC, tid, nops);
+    if (open_proc(tid, ev->fds))
+        return 0;
+    read_comm(tid, ev->comm);
+    vr_fast_bind(tid, -1);   /* its calls wait for Python's new space */
+    tid_state[tid] |= PENDING;
+    ptrace(PTRACE_CONT, tid, 0, 0);
+    nevs++;
+    return 1;
+}
+
+/* One reaped status: 1 followed and logged, 2 followed (nothing for
+ * Python), 0 Python's. */
+static int follow_one(int tid, int status, int nops)
+{
+    int st = state(tid);
+    if (WIFEXITED(status) || WIFSIGNALED(status)) {
+        if (st & HELD || !routine(tid))
+            return 0;
+        struct vr_follow_ev *ev = new_ev(VR_EV_EXIT, tid, nops);
+        ev->value = status;
+        tid_state[tid] = 0;
+        vr_fast_bind(tid, -1);   /* a new task may take the tid */
+        nevs++;
+        return 1;
+    }
+    if (st & GROUP || tid > state_max)
+        return 0;
+    int sig = WSTOPSIG(status), event = status >> 16;
+    if (event == PTRACE_EVENT_STOP) {
+        if (sig != SIGTRAP)
+            return 0;   /* a group-stop */
+        if (st & EXPECTED) {   /* the first stop of a child followed here */
+            tid_state[tid] &= ~EXPECTED;
+            ptrace(PTRACE_CONT, tid, 0, 0);
+            new_ev(VR_EV_STARTED, tid, nops);
+            nevs++;
+            return 1;
+        }
+        if (vr_fast_slot_of(tid) < 0 && !(st & PENDING) && nheld < VR_FOLLOW_MAX_HELD) {
+            held[2 * nheld] = tid;   /* a child before its creator's event */
+            held[2 * nheld++ + 1] = status;
+            tid_state[tid] |= HELD;
+            return 2;
+        }
+        return 0;   /* an interrupt: a purge */
+    }
+    if (st & (EXPECTED | HELD) || !routine(tid))
+        return 0;
+    if (event == PTRACE_EVENT_FORK || event == PTRACE_EVENT_VFORK || event == PTRACE_EVENT_CLONE)
+        return follow_fork(tid, event, nops);
+    if (event == PTRACE_EVENT_EXEC)
+        return follow_exec(tid, nops);
+    if (event || sig == (SIGTRAP | 0x80) || sig == SIGBUS || sig == SIGSEGV)
+        return 0;   /* seccomp, syscall stops; faults Python looks at */
+    restart_interrupted(tid);   /* a signal-delivery stop: deliver it */
+    ptrace(PTRACE_CONT, tid, 0, sig);
+    return 2;
+}
+
+/* 1 if SIGCHLD is the only signal pending, and it was taken. */
+static int sigchld_alone(void)
+{
+    sigset_t pending, chld;
+    if (sigpending(&pending))
+        return 0;
+    sigdelset(&pending, SIGCHLD);
+    if (!sigisemptyset(&pending))
+        return 0;   /* SIGUSR1, a signal to pass on: Python's */
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    struct timespec zero = { 0, 0 };
+    return sigtimedwait(&chld, NULL, &zero) == SIGCHLD;
+}
+
+/* Reap and follow the stops waiting now: 1 if Python has something to
+ * apply or handle, 0 if not. */
+static int drain(int nops)
+{
+    int reported = 0;
+    for (;;) {
+        if (nevs == VR_FOLLOW_MAX_EVS) {
+            kill(getpid(), SIGCHLD);   /* the rest after Python applied these */
+            return 1;
+        }
+        int status;
+        pid_t tid = waitpid(-1, &status, WNOHANG | __WALL);
+        if (tid <= 0)
+            return reported;
+        int r = follow_one(tid, status, nops);
+        if (r == 0) {
+            hand_back(tid, status);
+            kill(getpid(), SIGCHLD);   /* Python drains the rest */
+            return 1;
+        }
+        reported |= r == 1;
+    }
+}
+
+/* Called when fds (the loop's other fds) are readable, pfd its poll set
+ * (pfd[0] the listener): -1 not for us (another signal, pressure), else
+ * the stops waiting were followed: 1 if Python has something to apply or
+ * handle, 0 if not (the signalfd's revents cleared). */
+int vr_follow_ready(const struct pollfd *pfd, const int *fds, short *revents, int nfds,
+                    int nops)
+{
+    if (follow_fd < 0)
+        return -1;
+    int at = -1;
+    for (int i = 0; i < nfds; i++) {
+        if (fds[i] == follow_fd)
+            at = i;
+        else if (revents[i])
+            return -1;   /* pressure: Python's */
+    }
+    if (at < 0 || !revents[at] || !sigchld_alone())
+        return -1;
+    revents[at] = 0;
+    int reported = drain(nops);
+    if (reported <= 0)
+        return reported;
+    /* The next stop of a fork + exec often follows within microseconds (the
+     * child's first stop, the parent's SIGCHLD): follow those too before
+     * Python applies the log, which it then does while the program runs. */
+    uint64_t until = mono_ns() + follow_linger_ns;
+    struct pollfd again[nfds + 1];
+    memcpy(again, pfd, (nfds + 1) * sizeof *again);
+    for (;;) {
+        uint64_t now = mono_ns();
+        if (now >= until || nevs == VR_FOLLOW_MAX_EVS || nstops)
+            return 1;
+        struct timespec wait = { 0, (long)(until - now) };
+        if (ppoll(again, nfds + 1, &wait, NULL) <= 0)
+            return 1;
+        for (int i = 0; i <= nfds; i++)
+            if (again[i].revents && (i != at + 1 || !sigchld_alone()))
+                return 1;   /* a call, a signal, pressure: back to the loop */
+        drain(nops);
+    }
+}

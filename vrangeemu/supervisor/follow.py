@@ -1,0 +1,49 @@
+"""The ptrace stops the native loop followed, applied to the task table.
+
+The native loop (native/ext/follow.c) resumes the stops that need no
+decision at once: fork, vfork, clone and exec of a task whose space never
+had a volatile range, such a task's exit and signals, and the first stop
+of a child it followed the creation of.  It logs each one, in order with
+the calls, with what would have been read at the stop (kcmp, the new
+space's /proc files, the program's name).  `apply` does here, when the
+log is applied, what `Supervisor._on_stop` does at such a stop, less the
+resuming; `hand_back` queues the stops the loop reaped but left to Python.
+"""
+from ..linux import ptrace
+from ..linux.errors import TaskGone
+from ..linux.fastloop import EXEC, EXIT, FORK, STARTED
+
+
+class Following:
+    def __init__(self, tasks, stops, native):
+        self.tasks, self.stops, self.native = tasks, stops, native
+
+    def apply(self, ev):
+        """One stop the native loop followed (fastloop.Followed)."""
+        if ev.kind == EXIT:
+            self.tasks.exited(ptrace.decode(ev.tid, ev.value))
+            return
+        task = self.tasks.get(ev.tid)
+        if task is None:   # C follows only tasks Python knows or was told of
+            raise AssertionError(f"native loop followed unknown task {ev.tid}: {ev}")
+        if ev.kind == STARTED:
+            task.starting = False
+        elif ev.kind == EXEC:
+            self.tasks.exec(task, ev.tid, name=ev.comm, fds=ev.fds)
+        elif ev.kind == FORK:
+            if self.tasks.adopt(task, ev.child, ev.value, shares_mm=bool(ev.shares),
+                                fds=ev.fds):
+                # Its first stop came to Python (handed back) before this
+                # event: resumed here, as _on_event does.
+                self.native.started(ev.child)
+                try:
+                    ptrace.cont(ev.child)
+                except TaskGone:
+                    pass   # its exit is still to come
+            elif ev.claimed:
+                self.tasks.get(ev.child).starting = False
+
+    def hand_back(self, stops):
+        """Stops (tid, wait status) the native loop reaped for Python, in order."""
+        for tid, status in stops:
+            self.stops.defer(ptrace.decode(tid, status))
