@@ -268,7 +268,6 @@ static int follow_fork(int tid, int event, int nops)
         vr_fast_bind(child, slot);   /* its calls are served at once */
     else
         tid_state[child] |= PENDING;
-    ptrace(PTRACE_CONT, tid, 0, 0);
     if (tid_state[child] & HELD) {
         for (int i = 0; i < nheld; i++)
             if (held[2 * i] == child) {
@@ -283,6 +282,7 @@ static int follow_fork(int tid, int event, int nops)
     } else {
         tid_state[child] |= EXPECTED;
     }
+    ptrace(PTRACE_CONT, tid, 0, 0);   /* after the child: it runs on first */
     nevs++;
     return 1;
 }
@@ -415,8 +415,9 @@ int vr_follow_ready(const struct pollfd *pfd, const int *fds, short *revents, in
     if (reported <= 0)
         return reported;
     /* The next stop of a fork + exec often follows within microseconds (the
-     * child's first stop, the parent's SIGCHLD): follow those too before
-     * Python applies the log, which it then does while the program runs. */
+     * child's first stop, the parent's SIGCHLD): follow those too, and leave
+     * the log to Python once the program ran a while without a stop, so
+     * that Python applies it while the program runs. */
     uint64_t until = mono_ns() + follow_linger_ns;
     struct pollfd again[nfds + 1];
     memcpy(again, pfd, (nfds + 1) * sizeof *again);
@@ -431,5 +432,6 @@ int vr_follow_ready(const struct pollfd *pfd, const int *fds, short *revents, in
             if (again[i].revents && (i != at + 1 || !sigchld_alone()))
                 return 1;   /* a call, a signal, pressure: back to the loop */
         drain(nops);
+        until = mono_ns() + follow_linger_ns;   /* the program is busy stopping */
     }
 }

@@ -41,7 +41,7 @@ from ..model.trap import repin_checked
 from .errors import check
 
 MAX_OPS = 256   # calls served per batch before the log is applied
-LINGER_US = 300   # after following stops, how long C waits for more before Python applies
+LINGER_US = 200   # how long the program runs without a stop before Python applies what C followed
 PAGE = 4096
 
 Op = namedtuple("Op", "kind tid slot start end partial t")   # t: time.monotonic() of the answer
@@ -80,6 +80,8 @@ class FastLoop:
         self._budget = None     # (high, {tgid: rss}) while calls are checked against RSS
         self.following = False  # routine ptrace stops are followed in C (`follow`)
         self._evs = self._stops = None
+        self._taken = ffi.new("int[2]")
+        self._fds = None
 
     def follow(self, sigfd, nr):
         """Follow routine ptrace stops in C when `sigfd` (the supervisor's
@@ -102,11 +104,12 @@ class FastLoop:
         self._spaces[slot] = space
         check(lib.vr_fast_slot(slot, space.memory.maps_fd, int(space.may_lock)), "vr_fast_slot")
         self.pushed[slot] = (space.memory.maps_fd, space.may_lock, False)
+        if space.ranges or space.trapped:   # a new slot holds no run
+            self.sync_purged(space)
         # Routine while it never had a range: nothing purged, trapped or
         # being purged can be there yet (fork copies the parent's ranges).
         routine = self.following and not space.ranges and not space.ranges.purged_bytes
         check(lib.vr_follow_slot(slot, int(routine)), "vr_follow_slot")
-        self.sync_purged(space)
         if self._budget is not None:
             self._push_rss(space)
 
@@ -221,8 +224,12 @@ class FastLoop:
         handed back); the slow call is (id, tid, nr, args) like
         Listener.recv(), the stops (tid, wait status) reaped here for
         Python to handle, in order."""
-        fd_array = ffi.new("int[]", fds or [0])
-        revents = ffi.new("short[]", max(len(fds), 1))
+        fds = tuple(fds)
+        if fds != self._fds:   # the same fds every turn: made once
+            self._fds = fds
+            self._fd_array = ffi.new("int[]", fds or [0])
+            self._revents = ffi.new("short[]", max(len(fds), 1))
+        fd_array, revents = self._fd_array, self._revents
         deadline = None if timeout_ms < 0 else time.monotonic() + timeout_ms / 1000
         try:
             while True:
@@ -250,16 +257,16 @@ class FastLoop:
     def _take(self):
         """The stops C followed (Followed, with the count of calls before
         each) and those it hands back (tid, status), C's log emptied."""
-        n_evs, n_stops = ffi.new("int *"), ffi.new("int *")
-        lib.vr_follow_take(n_evs, n_stops)
+        taken = self._taken
+        lib.vr_follow_take(taken, taken + 1)
         followed = []
-        for e in self._evs[0:n_evs[0]]:
+        for e in self._evs[0:taken[0]]:
             fds = list(e.fds) if e.fds[0] >= 0 else None
             followed.append((e.nops, Followed(e.kind, e.tid, e.child, e.value, e.shares,
                                               e.claimed, fds, ffi.string(e.comm).decode(
                                                   "utf-8", "replace"))))
         s = self._stops
-        return followed, [(s[2 * i], s[2 * i + 1]) for i in range(n_stops[0])]
+        return followed, [(s[2 * i], s[2 * i + 1]) for i in range(taken[1])]
 
     def _worker(self):
         # Started on first use: by then the supervisor has blocked its signals
