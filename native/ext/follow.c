@@ -10,10 +10,11 @@
  * When the signalfd holds SIGCHLD alone, the native loop reaps the stops
  * itself (vr_follow_ready): a routine one is resumed at once and logged
  * like a call, with what Python needs to apply it later as it would have
- * at the stop (kcmp's answer, the new space's /proc files opened while the
- * task is held, the new program's name); the first other one is handed
- * back unhandled, and nothing after it is reaped here.  Python applies
- * the log, in order with the calls, before it does anything else.
+ * at the stop (kcmp's answer, the new program's name); the first other one
+ * is handed back unhandled, and nothing after it is reaped here.  Python
+ * applies the log, in order with the calls, before it does anything else.
+ * A new space's /proc files are opened at its first call (Python), not
+ * here: opening them held a fork's child and an exec for ~25 us each.
  *
  * Per slot (follow_slot): 1 while the space is routine; set by Python
  * when it gives a space a slot, cleared for good by its first VOLATILE.
@@ -50,10 +51,10 @@
 #define GROUP VR_FOLLOW_GROUP
 #define ERESTARTSYS 512
 #define ERESTARTNOINTR 513
+#define AWAIT_NS 100000   /* how long a stop expected at once is waited for */
 
 static int follow_fd = -1;   /* the supervisor's signalfd; -1: not following */
 static int follow_nr;        /* the vrange syscall number */
-static uint64_t follow_linger_ns;
 static uint8_t *tid_state;
 static long state_max;
 static uint8_t *follow_slot;
@@ -64,11 +65,11 @@ static int32_t *stops;       /* handed back: (tid, wait status) pairs */
 static int nstops;
 static int32_t held[2 * VR_FOLLOW_MAX_HELD];
 static int nheld;
+static int awaited;          /* stops expected within microseconds */
+static unsigned reaped;      /* statuses reaped so far */
 
-int vr_follow_start(int sigfd, int nr, int linger_us, struct vr_follow_ev *ev_buf,
-                    int32_t *stop_buf)
+int vr_follow_start(int sigfd, int nr, struct vr_follow_ev *ev_buf, int32_t *stop_buf)
 {
-    follow_linger_ns = linger_us * 1000ULL;
     if (!tid_state) {
         state_max = 4194304;   /* PID_MAX_LIMIT on 64-bit */
         FILE *f = fopen("/proc/sys/kernel/pid_max", "r");
@@ -85,7 +86,7 @@ int vr_follow_start(int sigfd, int nr, int linger_us, struct vr_follow_ev *ev_bu
     follow_nr = nr;
     evs = ev_buf;
     stops = stop_buf;
-    nevs = nstops = nheld = 0;
+    nevs = nstops = nheld = awaited = 0;
     return 0;
 }
 
@@ -187,27 +188,7 @@ static struct vr_follow_ev *new_ev(int kind, int tid, int nops)
     ev->kind = kind;
     ev->tid = tid;
     ev->nops = nops;
-    for (int i = 0; i < 5; i++)
-        ev->fds[i] = -1;
     return ev;
-}
-
-/* The files procfs.ProcessMemory keeps, opened now: maps and the others
- * stay bound to the mm they were opened on. */
-static int open_proc(int tid, int32_t fds[5])
-{
-    static const char *names[5] = { "maps", "status", "statm", "pagemap", "mem" };
-    char path[64];
-    for (int i = 0; i < 5; i++) {
-        snprintf(path, sizeof path, "/proc/%d/%s", tid, names[i]);
-        fds[i] = open(path, (i == 4 ? O_RDWR : O_RDONLY) | O_CLOEXEC);
-        if (fds[i] < 0) {
-            while (i--)
-                close(fds[i]);
-            return -1;
-        }
-    }
-    return 0;
 }
 
 /* /proc/TID/comm as procfs.comm_of reads it (whitespace stripped; "?"). */
@@ -261,8 +242,6 @@ static int follow_fork(int tid, int event, int nops)
     ev->child = child;
     ev->value = event;
     ev->shares = order == 0;
-    if (!ev->shares && open_proc(child, ev->fds))
-        return 0;
     int slot = vr_fast_slot_of(tid);
     if (ev->shares && slot >= 0)
         vr_fast_bind(child, slot);   /* its calls are served at once */
@@ -281,6 +260,7 @@ static int follow_fork(int tid, int event, int nops)
         ev->claimed = 1;
     } else {
         tid_state[child] |= EXPECTED;
+        awaited++;   /* its first stop */
     }
     ptrace(PTRACE_CONT, tid, 0, 0);   /* after the child: it runs on first */
     nevs++;
@@ -294,8 +274,6 @@ static int follow_exec(int tid, int nops)
     if (ptrace(PTRACE_GETEVENTMSG, tid, 0, &former) || (int)former != tid)
         return 0;
     struct vr_follow_ev *ev = new_ev(VR_EV_EXEC, tid, nops);
-    if (open_proc(tid, ev->fds))
-        return 0;
     read_comm(tid, ev->comm);
     vr_fast_bind(tid, -1);   /* its calls wait for Python's new space */
     tid_state[tid] |= PENDING;
@@ -315,6 +293,7 @@ static int follow_one(int tid, int status, int nops)
         struct vr_follow_ev *ev = new_ev(VR_EV_EXIT, tid, nops);
         ev->value = status;
         tid_state[tid] = 0;
+        awaited++;   /* its parent's SIGCHLD, if it is traced */
         vr_fast_bind(tid, -1);   /* a new task may take the tid */
         nevs++;
         return 1;
@@ -382,6 +361,9 @@ static int drain(int nops)
         pid_t tid = waitpid(-1, &status, WNOHANG | __WALL);
         if (tid <= 0)
             return reported;
+        reaped++;
+        if (awaited)
+            awaited--;
         int r = follow_one(tid, status, nops);
         if (r == 0) {
             hand_back(tid, status);
@@ -411,27 +393,29 @@ int vr_follow_ready(const struct pollfd *pfd, const int *fds, short *revents, in
     if (at < 0 || !revents[at] || !sigchld_alone())
         return -1;
     revents[at] = 0;
+    awaited = 0;
     int reported = drain(nops);
     if (reported <= 0)
         return reported;
-    /* The next stop of a fork + exec often follows within microseconds (the
-     * child's first stop, the parent's SIGCHLD): follow those too, and leave
-     * the log to Python once the program ran a while without a stop, so
-     * that Python applies it while the program runs. */
-    uint64_t until = mono_ns() + follow_linger_ns;
+    /* A stop that comes within microseconds (a new child's first stop, the
+     * SIGCHLD stop of a parent whose child just exited) would wait for Python
+     * to apply the log: follow it first.  Busy: a supervisor that sleeps is
+     * woken late (measured: slower than no wait at all). */
+    uint64_t until = mono_ns() + AWAIT_NS;
     struct pollfd again[nfds + 1];
     memcpy(again, pfd, (nfds + 1) * sizeof *again);
-    for (;;) {
-        uint64_t now = mono_ns();
-        if (now >= until || nevs == VR_FOLLOW_MAX_EVS || nstops)
-            return 1;
-        struct timespec wait = { 0, (long)(until - now) };
-        if (ppoll(again, nfds + 1, &wait, NULL) <= 0)
-            return 1;
-        for (int i = 0; i <= nfds; i++)
-            if (again[i].revents && (i != at + 1 || !sigchld_alone()))
-                return 1;   /* a call, a signal, pressure: back to the loop */
+    struct timespec zero = { 0, 0 };
+    while (awaited && nevs < VR_FOLLOW_MAX_EVS && !nstops && mono_ns() < until) {
+        int n = ppoll(again, nfds + 1, &zero, NULL);
+        for (int i = 0; i <= nfds && n > 0; i++)
+            if (again[i].revents && i != at + 1)
+                return 1;   /* a call, pressure: back to the loop */
+        if (n < 0 || (n > 0 && !sigchld_alone()))
+            return 1;       /* a signal for Python */
+        unsigned seen = reaped;
         drain(nops);
-        until = mono_ns() + follow_linger_ns;   /* the program is busy stopping */
+        if (reaped != seen)
+            until = mono_ns() + AWAIT_NS;
     }
+    return 1;
 }

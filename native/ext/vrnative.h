@@ -140,12 +140,10 @@ struct vr_follow_ev {
     int32_t shares;    /* fork: 1 if the child shares the parent's mm (kcmp) */
     int32_t claimed;   /* fork: the child's first stop was seen and resumed here */
     int32_t nops;      /* calls logged before it in the same batch */
-    int32_t fds[5];    /* a new space's /proc maps, status, statm, pagemap, mem; else -1 */
     char comm[16];     /* exec: the new program's name */
 };
 
-int vr_follow_start(int sigfd, int nr, int linger_us, struct vr_follow_ev *ev_buf,
-                    int32_t *stop_buf);
+int vr_follow_start(int sigfd, int nr, struct vr_follow_ev *ev_buf, int32_t *stop_buf);
 void vr_follow_stop(void);
 int vr_follow_slot(int slot, int on);
 int vr_follow_get_slot(int slot);

@@ -29,7 +29,6 @@ is still routine (`add`; cleared for good by its first VOLATILE:
 `group_stop`).
 """
 import errno
-import os
 import math
 import time
 from collections import namedtuple
@@ -41,7 +40,6 @@ from ..model.trap import repin_checked
 from .errors import check
 
 MAX_OPS = 256   # calls served per batch before the log is applied
-LINGER_US = 200   # how long the program runs without a stop before Python applies what C followed
 PAGE = 4096
 
 Op = namedtuple("Op", "kind tid slot start end partial t")   # t: time.monotonic() of the answer
@@ -49,9 +47,8 @@ OP_VOLATILE, LOCK = lib.VR_OP_VOLATILE, lib.VR_OP_LOCK   # else VR_OP_NONVOLATIL
 READY, SLOW, HUP, FULL = lib.VR_FAST_READY, lib.VR_FAST_SLOW, lib.VR_FAST_HUP, lib.VR_FAST_FULL
 FOLLOWED = lib.VR_FAST_FOLLOWED
 # A stop followed in C (struct vr_follow_ev): kind is FORK (tid the parent),
-# EXEC, EXIT (value the wait status) or STARTED; fds: the new space's /proc
-# files (procfs.ProcessMemory's order), or None.
-Followed = namedtuple("Followed", "kind tid child value shares claimed fds comm")
+# EXEC, EXIT (value the wait status) or STARTED.
+Followed = namedtuple("Followed", "kind tid child value shares claimed comm")
 FORK, EXEC, EXIT, STARTED = lib.VR_EV_FORK, lib.VR_EV_EXEC, lib.VR_EV_EXIT, lib.VR_EV_STARTED
 _ALL_STATES = (lib.VR_FOLLOW_PENDING | lib.VR_FOLLOW_EXPECTED | lib.VR_FOLLOW_HELD
                | lib.VR_FOLLOW_GROUP)
@@ -89,8 +86,7 @@ class FastLoop:
         interrupted call is made again, as loop._restart_interrupted_call)."""
         self._evs = ffi.new("struct vr_follow_ev[]", lib.VR_FOLLOW_MAX_EVS)
         self._stops = ffi.new("int32_t[]", 2 * (lib.VR_FOLLOW_MAX_HELD + 2))
-        linger = int(os.environ.get("VRANGEEMU_FOLLOW_LINGER_US", LINGER_US))
-        check(lib.vr_follow_start(sigfd, nr, linger, self._evs, self._stops), "vr_follow_start")
+        check(lib.vr_follow_start(sigfd, nr, self._evs, self._stops), "vr_follow_start")
         self.following = True
 
     # --- the mirror -------------------------------------------------------------
@@ -110,6 +106,17 @@ class FastLoop:
         # being purged can be there yet (fork copies the parent's ranges).
         routine = self.following and not space.ranges and not space.ranges.purged_bytes
         check(lib.vr_follow_slot(slot, int(routine)), "vr_follow_slot")
+        if self._budget is not None:
+            self._push_rss(space)
+
+    def set_maps(self, space):
+        """`space`'s maps fd was opened at its first call (ProcessMemory.bind):
+        C serves its calls from now on.  It has no range, so no run to keep."""
+        slot = space.slot
+        if slot < 0:
+            return
+        check(lib.vr_fast_slot(slot, space.memory.maps_fd, int(space.may_lock)), "vr_fast_slot")
+        self.pushed[slot] = (space.memory.maps_fd, space.may_lock, False)
         if self._budget is not None:
             self._push_rss(space)
 
@@ -261,9 +268,8 @@ class FastLoop:
         lib.vr_follow_take(taken, taken + 1)
         followed = []
         for e in self._evs[0:taken[0]]:
-            fds = list(e.fds) if e.fds[0] >= 0 else None
             followed.append((e.nops, Followed(e.kind, e.tid, e.child, e.value, e.shares,
-                                              e.claimed, fds, ffi.string(e.comm).decode(
+                                              e.claimed, ffi.string(e.comm).decode(
                                                   "utf-8", "replace"))))
         s = self._stops
         return followed, [(s[2 * i], s[2 * i + 1]) for i in range(taken[1])]

@@ -4,8 +4,10 @@ The native loop (native/ext/follow.c) resumes the stops that need no
 decision at once: fork, vfork, clone and exec of a task whose space never
 had a volatile range, such a task's exit and signals, and the first stop
 of a child it followed the creation of.  It logs each one, in order with
-the calls, with what would have been read at the stop (kcmp, the new
-space's /proc files, the program's name).  `apply` does here, when the
+the calls, with what would have been read at the stop (kcmp, the program's
+name).  The new spaces' /proc files are opened at their first call
+(`Supervisor._on_call`), by then possibly long after the stop: until a
+call, nothing reads them (no range: nothing to purge).  `apply` does here, when the
 log is applied, what `Supervisor._on_stop` does at such a stop, less the
 resuming; `hand_back` queues the stops the loop reaped but left to Python.
 """
@@ -29,10 +31,10 @@ class Following:
         if ev.kind == STARTED:
             task.starting = False
         elif ev.kind == EXEC:
-            self.tasks.exec(task, ev.tid, name=ev.comm, fds=ev.fds)
+            self.tasks.exec(task, ev.tid, name=ev.comm, followed=True)
         elif ev.kind == FORK:
             if self.tasks.adopt(task, ev.child, ev.value, shares_mm=bool(ev.shares),
-                                fds=ev.fds):
+                                followed=True):
                 # Its first stop came to Python (handed back) before this
                 # event: resumed here, as _on_event does.
                 self.native.started(ev.child)

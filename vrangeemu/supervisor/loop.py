@@ -294,6 +294,14 @@ class Supervisor:
         if space is None:   # not a task we know: refuse rather than guess
             self.listener.send(notif_id, 0, errno.ENOSYS)
             return
+        if not space.memory.bound:   # its first call: the caller holds the space's mm
+            try:
+                space.memory.bind(tid)
+            except OSError as exc:   # the caller is exiting (or exec'd)
+                self.log(f"call from {tid} not served: {exc}")
+                self.listener.send(notif_id, 0, errno.ENOMEM)
+                return
+            self.native.set_maps(space)
         with self.purger.busy_with(tid):   # another thread stops for a purge if one can
             at_mark = self.watch is not None and self.watch.at_call(space)
         if at_mark:

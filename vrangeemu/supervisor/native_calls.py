@@ -106,6 +106,7 @@ class NativeCalls:
 
     # --- the mirror: each operation is a no-op while inactive ------------------------
     unfollow = _mirrored("unfollow", "A space has a volatile range: its stops need Python.")
+    set_maps = _mirrored("set_maps", "A space's maps fd was opened at its first call.")
     started = _mirrored("started", "Python took a task's first stop itself.")
     group_stop = _mirrored("group_stop", "Python holds a task in a group-stop (or no longer).")
     add = _mirrored("add", "Give a new space a slot.")
