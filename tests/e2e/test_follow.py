@@ -68,3 +68,14 @@ def test_followed_stops_trace_as_the_python_loop_does(tmp_path):
     assert traces["1"] == traces["0"]
     assert [e[2:] for e in traces["1"] if e[0] == "exit"] == [
         ("exited", 0), ("exited", 3), ("killed", 15), ("exited", 0), ("exited", 5)]
+
+
+@FOLLOW
+def test_job_control_and_signals_of_followed_processes(follow):
+    # A child stopped and continued (its group-stop is Python's, and so its
+    # next stop), a signal with a handler, a child killed: statuses as bare.
+    script = ("sleep 0.3 & p=$!; kill -STOP $p; sleep 0.05; kill -CONT $p; wait $p; echo a=$?;"
+              " trap 'echo usr1' USR1; kill -USR1 $$; sh -c 'kill -KILL $$'; echo b=$?")
+    proc = vrange_run("/bin/sh", "-c", script, env=dict(os.environ, VRANGEEMU_FOLLOW=follow))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "a=0\nusr1\nb=137\n"
