@@ -143,19 +143,29 @@ static int routine(int tid)
     return state(tid) & PENDING;
 }
 
+/* The first stop held for `tid` (its status), no longer held; -1 if none. */
+static int unhold(int tid)
+{
+    if (!(state(tid) & HELD))
+        return -1;
+    tid_state[tid] &= ~HELD;
+    for (int i = 0; i < nheld; i++)
+        if (held[2 * i] == tid) {
+            int status = held[2 * i + 1];
+            held[2 * i] = held[2 * (nheld - 1)];
+            held[2 * i + 1] = held[2 * (nheld - 1) + 1];
+            nheld--;
+            return status;
+        }
+    return -1;
+}
+
 static void hand_back(int tid, int status)
 {
-    if (state(tid) & HELD) {   /* its first stop came first */
-        for (int i = 0; i < nheld; i++)
-            if (held[2 * i] == tid) {
-                stops[2 * nstops] = tid;
-                stops[2 * nstops++ + 1] = held[2 * i + 1];
-                held[2 * i] = held[2 * (nheld - 1)];
-                held[2 * i + 1] = held[2 * (nheld - 1) + 1];
-                nheld--;
-                break;
-            }
-        tid_state[tid] &= ~HELD;
+    int first = unhold(tid);   /* its first stop came before */
+    if (first != -1) {
+        stops[2 * nstops] = tid;
+        stops[2 * nstops++ + 1] = first;
     }
     stops[2 * nstops] = tid;
     stops[2 * nstops++ + 1] = status;
@@ -247,15 +257,7 @@ static int follow_fork(int tid, int event, int nops)
         vr_fast_bind(child, slot);   /* its calls are served at once */
     else
         tid_state[child] |= PENDING;
-    if (tid_state[child] & HELD) {
-        for (int i = 0; i < nheld; i++)
-            if (held[2 * i] == child) {
-                held[2 * i] = held[2 * (nheld - 1)];
-                held[2 * i + 1] = held[2 * (nheld - 1) + 1];
-                nheld--;
-                break;
-            }
-        tid_state[child] &= ~HELD;
+    if (unhold(child) != -1) {
         ptrace(PTRACE_CONT, child, 0, 0);
         ev->claimed = 1;
     } else {
