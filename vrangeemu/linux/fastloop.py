@@ -45,7 +45,6 @@ PAGE = 4096
 Op = namedtuple("Op", "kind tid slot start end partial t")   # t: time.monotonic() of the answer
 OP_VOLATILE, LOCK = lib.VR_OP_VOLATILE, lib.VR_OP_LOCK   # else VR_OP_NONVOLATILE
 READY, SLOW, HUP, FULL = lib.VR_FAST_READY, lib.VR_FAST_SLOW, lib.VR_FAST_HUP, lib.VR_FAST_FULL
-FOLLOWED = lib.VR_FAST_FOLLOWED
 # A stop followed in C (struct vr_follow_ev): kind is FORK (tid the parent),
 # EXEC, EXIT (value the wait status) or STARTED.
 Followed = namedtuple("Followed", "kind tid child value shares claimed comm")

@@ -39,6 +39,12 @@ class ProcessMemory:
         # Opened now and kept: the fds stay bound to this mm even when the
         # thread-group leader becomes a zombie (pthread_exit in main).
         self._maps = self._status = self._statm = self._pagemap = self._mem = _LATER
+        self._query = ffi.new("struct vr_vma *")
+        self._name = ffi.new("char[16]")
+        self._has_query = True
+        self._has_scan = True
+        self._scan_out = ffi.new("uint64_t[]", 2 * 1024)   # more runs: `discardable`
+        self._syscall_insn = None
         if bound:
             self.bind(tgid)
 
@@ -63,13 +69,6 @@ class ProcessMemory:
                 os.close(fd)
             raise
         self._maps, self._pagemap, self._mem = fds
-
-        self._query = ffi.new("struct vr_vma *")
-        self._name = ffi.new("char[16]")
-        self._has_query = True
-        self._has_scan = True
-        self._scan_out = ffi.new("uint64_t[]", 2 * 1024)   # more runs: `discardable`
-        self._syscall_insn = None
 
     def close(self):
         for fd in (self._maps, self._status, self._statm, self._pagemap, self._mem):

@@ -6,9 +6,9 @@ had a volatile range, such a task's exit and signals, and the first stop
 of a child it followed the creation of.  It logs each one, in order with
 the calls, with what would have been read at the stop (kcmp, the program's
 name).  The new spaces' /proc files are opened at their first call
-(`Supervisor._on_call`), by then possibly long after the stop: until a
-call, nothing reads them (no range: nothing to purge).  `apply` does here, when the
-log is applied, what `Supervisor._on_stop` does at such a stop, less the
+(`Supervisor._on_call`), maybe long after the stop: until a call nothing
+reads them (no range: nothing to purge).  `apply` does here, when the log
+is applied, what `Supervisor._on_stop` does at such a stop, less the
 resuming; `hand_back` queues the stops the loop reaped but left to Python.
 """
 from ..linux import ptrace
