@@ -40,10 +40,20 @@ def abandon(tasks, stops):
                     pass
             break
     main = tasks.main_pid
-    if tasks.main_status is None and main:
+    while tasks.main_status is None and main:
+        # Stops of tasks the table never got to know (a first stop before
+        # its creator's event, a child the native loop followed whose event
+        # was not applied) come here too: nobody else would resume them.
         try:
-            _, status = os.waitpid(main, 0)
-            tasks.main_status = ptrace.decode(main, status)
+            tid, status = os.waitpid(-1, ptrace.WALL)
         except ChildProcessError:
-            pass
+            break
+        stop = ptrace.decode(tid, status)
+        if tid == main and stop.ended:
+            tasks.main_status = stop
+        elif not stop.ended:
+            try:
+                ptrace.detach(tid, stop.value if stop.kind == "signal" else 0)
+            except (TaskGone, OSError):
+                pass
     return tasks.main_status
