@@ -79,3 +79,13 @@ def test_job_control_and_signals_of_followed_processes(follow):
     proc = vrange_run("/bin/sh", "-c", script, env=dict(os.environ, VRANGEEMU_FOLLOW=follow))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "a=0\nusr1\nb=137\n"
+
+
+def test_a_bug_while_applying_followed_stops_leaves_nothing_stopped():
+    # Children the native loop followed but the table never got to know
+    # (their fork not applied) must be detached too: the program finishes.
+    script = "for i in 1 2 3 4 5 6 7 8; do /bin/true & done; wait; /bin/true; exit 6"
+    proc = vrange_run("/bin/sh", "-c", script, timeout=30,
+                      env=dict(os.environ, VRANGEEMU_TEST_FAULT="follow"))
+    assert proc.returncode == 6, proc.stderr
+    assert "internal error" in proc.stderr

@@ -39,6 +39,19 @@ def abandon(tasks, stops):
                 except (TaskGone, OSError):
                     pass
             break
+    # Stopped already, their statuses reaped: first stops before their
+    # creator's event, and stops reaped but not handled yet.
+    held = [ptrace.Stop(tid, "trap-stop", 0) for tid in tasks.unclaimed]
+    for stop in [*held, *stops.deferred]:
+        if stop.ended:
+            if stop.tid == tasks.main_pid:
+                tasks.main_status = stop
+            continue
+        try:
+            ptrace.detach(stop.tid, stop.value if stop.kind == "signal" else 0)
+        except (TaskGone, OSError):
+            pass
+    stops.deferred.clear()
     main = tasks.main_pid
     while tasks.main_status is None and main:
         # Stops of tasks the table never got to know (a first stop before

@@ -17,8 +17,12 @@ from ..linux.fastloop import EXEC, EXIT, FORK, STARTED
 
 
 class Following:
-    def __init__(self, tasks, stops, native):
+    """`fault` "follow": a test hook, a supervisor bug at the second
+    followed fork (tests/e2e/test_follow.py)."""
+
+    def __init__(self, tasks, stops, native, fault=""):
         self.tasks, self.stops, self.native = tasks, stops, native
+        self._forks_to_fault = 2 if fault == "follow" else 0
 
     def apply(self, ev):
         """One stop the native loop followed (fastloop.Followed)."""
@@ -33,6 +37,10 @@ class Following:
         elif ev.kind == EXEC:
             self.tasks.exec(task, ev.tid, name=ev.comm, followed=True)
         elif ev.kind == FORK:
+            if self._forks_to_fault:
+                self._forks_to_fault -= 1
+                if not self._forks_to_fault:
+                    raise RuntimeError("test fault: a bug while applying a followed fork")
             if self.tasks.adopt(task, ev.child, ev.value, shares_mm=bool(ev.shares),
                                 followed=True):
                 # Its first stop came to Python (handed back) before this

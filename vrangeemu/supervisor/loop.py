@@ -85,7 +85,7 @@ class Supervisor:
         self.tasks = TaskTable(self.bus, self.native, itertools.count(1).__next__, self.log,
                                fork_inherit=fork_volatility == "inherit")
         self.stops = ptrace.StopQueue()
-        self.native.followed = Following(self.tasks, self.stops, self.native)
+        self.native.followed = Following(self.tasks, self.stops, self.native, fault)
         self.remote = RemoteSyscalls(self.tasks, self.stops)
         self.purger = Purger(self.tasks, self.remote, Sharing(self.tasks, self.log),
                              self.native, self.bus, self.log, purged_access, fault)
