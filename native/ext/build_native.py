@@ -1,6 +1,6 @@
 """cffi API-mode builder for vrangeemu._native (run by setup.py at install).
 
-Compiles vrnative.c and fastpath.c (this directory, native/ext/); the cdef is
+Compiles vrnative.c, fastpath.c and follow.c (this directory, native/ext/); the cdef is
 vrnative.h, which both include."""
 import os
 
@@ -32,7 +32,7 @@ with open(os.path.join(HERE, "vrnative.h")) as header:
 ffibuilder.set_source(
     "vrangeemu._native",
     '#include <stdint.h>\n#include <linux/seccomp.h>\n#include "vrnative.h"\n',
-    sources=[os.path.relpath(os.path.join(HERE, name)) for name in ("vrnative.c", "fastpath.c")],
+    sources=[os.path.relpath(os.path.join(HERE, name)) for name in ("vrnative.c", "fastpath.c", "follow.c")],
     include_dirs=[os.path.relpath(HERE)],
     extra_compile_args=["-O2", "-Wall"],
 )

@@ -153,6 +153,11 @@ void vr_fast_bind(int tid, int slot)
         slot_of_tid[tid] = slot + 1;
 }
 
+int vr_fast_slot_of(int tid)
+{
+    return slot_of_tid && tid > 0 && tid <= max_tid ? slot_of_tid[tid] - 1 : -1;
+}
+
 void vr_fast_set_lock_check(int slot, int on)
 {
     if (slot >= 0 && slot < nslots)
@@ -402,6 +407,8 @@ static int serve_one(const struct vr_fast_profile *p, int listener,
         if (vr_write_i32(tid, purged_ptr, 0))
             return 0;   /* EFAULT and its rules: the slow path */
     }
+    if (volatile_)
+        vr_follow_volatile(slot);   /* its forks and exec need Python from now on */
     int64_t value = p->returns_purged ? 0 : (int64_t)len;
     if (vr_notif_send(listener, n->id, value, 0, 0))
         return -1;
@@ -444,6 +451,16 @@ int vr_fast_serve(const struct vr_fast_profile *p, int listener, const int *fds,
         for (int i = 0; i < nfds; i++) {
             revents[i] = pfd[i + 1].revents;
             others |= revents[i];
+        }
+        if (others) {
+            int followed = vr_follow_ready(pfd, fds, revents, nfds, *nops);
+            if (followed > 0)
+                return VR_FAST_FOLLOWED;
+            if (followed == 0) {   /* SIGCHLD alone, and its stops followed here */
+                others = 0;
+                if (!pfd[0].revents)
+                    continue;
+            }
         }
         if (pfd[0].revents & (POLLHUP | POLLERR) && !(pfd[0].revents & POLLIN) && !others)
             return VR_FAST_HUP;

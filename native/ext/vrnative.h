@@ -119,6 +119,41 @@ int vr_fast_set_rss(int slot, int statm_fd, int64_t rss_pages);
 int vr_fast_serve(const struct vr_fast_profile *p, int listener, const int *fds, int nfds,
                   int timeout_ms, short *revents, struct vr_fast_op *ops, int max_ops,
                   int *nops, struct seccomp_notif *slow);
+/* follow.c: the ptrace stops the native loop follows without Python. */
+#define VR_FAST_FOLLOWED 5  /* stops were followed or reaped: see vr_follow_take */
+#define VR_EV_FORK 1        /* fork/vfork/clone of a routine task (tid: the parent) */
+#define VR_EV_EXEC 2        /* exec by a routine task: a new space */
+#define VR_EV_EXIT 3        /* a routine task is gone (value: its wait status) */
+#define VR_EV_STARTED 4     /* the first stop of a child followed here was resumed */
+#define VR_FOLLOW_MAX_EVS 64
+#define VR_FOLLOW_MAX_HELD 16
+#define VR_FOLLOW_PENDING 1
+#define VR_FOLLOW_EXPECTED 2
+#define VR_FOLLOW_HELD 4
+#define VR_FOLLOW_GROUP 8
+
+struct vr_follow_ev {
+    int32_t kind;      /* VR_EV_* */
+    int32_t tid;       /* the task stopped (fork: the parent) */
+    int32_t child;     /* fork: the new task */
+    int32_t value;     /* fork: PTRACE_EVENT_*; exit: the wait status */
+    int32_t shares;    /* fork: 1 if the child shares the parent's mm (kcmp) */
+    int32_t claimed;   /* fork: the child's first stop was seen and resumed here */
+    int32_t nops;      /* calls logged before it in the same batch */
+    char comm[16];     /* exec: the new program's name */
+};
+
+int vr_follow_start(int sigfd, int nr, struct vr_follow_ev *ev_buf, int32_t *stop_buf);
+void vr_follow_stop(void);
+int vr_follow_slot(int slot, int on);
+int vr_follow_get_slot(int slot);
+void vr_follow_volatile(int slot);
+void vr_follow_tid(int tid, int off, int on);
+void vr_follow_take(int *n_evs, int *n_stops);
+struct pollfd;
+int vr_follow_ready(const struct pollfd *pfd, const int *fds, short *revents, int nfds,
+                    int nops);
+int vr_fast_slot_of(int tid);
 int vr_resident_runs(int pagemap_fd, uint64_t start, uint64_t end, uint64_t *out,
                      int max_runs);
 int vr_missing_runs(int pagemap_fd, uint64_t start, uint64_t end, uint64_t *out,

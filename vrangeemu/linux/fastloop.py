@@ -18,6 +18,15 @@ each slot's statm fd and resident bytes at the last reading
 (`set_rss_budget`: C hands a call back when the sum reaches the high mark).
 What was pushed is remembered here too, or read back from C, for the
 supervisor's invariant check.
+
+Following (`follow`, native/ext/follow.c): the loop also reaps the ptrace
+stops that need no decision (fork, exec, exit and signals of tasks whose
+space never had a volatile range) when SIGCHLD is the only signal
+pending, resumes them and logs them in order with the calls; the first
+other stop is handed back unhandled.  C keeps per slot whether the space
+is still routine (`add`; cleared for good by its first VOLATILE:
+`unfollow`) and per tid what Python told it (`bind`, `unbind`, `started`,
+`group_stop`).
 """
 import errno
 import math
@@ -36,6 +45,12 @@ PAGE = 4096
 Op = namedtuple("Op", "kind tid slot start end partial t")   # t: time.monotonic() of the answer
 OP_VOLATILE, LOCK = lib.VR_OP_VOLATILE, lib.VR_OP_LOCK   # else VR_OP_NONVOLATILE
 READY, SLOW, HUP, FULL = lib.VR_FAST_READY, lib.VR_FAST_SLOW, lib.VR_FAST_HUP, lib.VR_FAST_FULL
+# A stop followed in C (struct vr_follow_ev): kind is FORK (tid the parent),
+# EXEC, EXIT (value the wait status) or STARTED.
+Followed = namedtuple("Followed", "kind tid child value shares claimed comm")
+FORK, EXEC, EXIT, STARTED = lib.VR_EV_FORK, lib.VR_EV_EXEC, lib.VR_EV_EXIT, lib.VR_EV_STARTED
+_ALL_STATES = (lib.VR_FOLLOW_PENDING | lib.VR_FOLLOW_EXPECTED | lib.VR_FOLLOW_HELD
+               | lib.VR_FOLLOW_GROUP)
 
 
 class FastLoop:
@@ -59,6 +74,19 @@ class FastLoop:
         self._free = []         # slots to reuse
         self._next = 0
         self._budget = None     # (high, {tgid: rss}) while calls are checked against RSS
+        self.following = False  # routine ptrace stops are followed in C (`follow`)
+        self._evs = self._stops = None
+        self._taken = ffi.new("int[2]")
+        self._fds = None
+
+    def follow(self, sigfd, nr):
+        """Follow routine ptrace stops in C when `sigfd` (the supervisor's
+        signalfd) holds SIGCHLD alone; `nr`: the vrange number (a signal's
+        interrupted call is made again, as loop._restart_interrupted_call)."""
+        self._evs = ffi.new("struct vr_follow_ev[]", lib.VR_FOLLOW_MAX_EVS)
+        self._stops = ffi.new("int32_t[]", 2 * (lib.VR_FOLLOW_MAX_HELD + 2))
+        check(lib.vr_follow_start(sigfd, nr, self._evs, self._stops), "vr_follow_start")
+        self.following = True
 
     # --- the mirror -------------------------------------------------------------
     def add(self, space):
@@ -71,22 +99,58 @@ class FastLoop:
         self._spaces[slot] = space
         check(lib.vr_fast_slot(slot, space.memory.maps_fd, int(space.may_lock)), "vr_fast_slot")
         self.pushed[slot] = (space.memory.maps_fd, space.may_lock, False)
-        self.sync_purged(space)
+        if space.ranges or space.trapped:   # a new slot holds no run
+            self.sync_purged(space)
+        # Routine while it never had a range: nothing purged, trapped or
+        # being purged can be there yet (fork copies the parent's ranges).
+        routine = self.following and not space.ranges and not space.ranges.purged_bytes
+        check(lib.vr_follow_slot(slot, int(routine)), "vr_follow_slot")
+        if self._budget is not None:
+            self._push_rss(space)
+
+    def set_maps(self, space):
+        """`space`'s maps fd was opened at its first call (ProcessMemory.bind):
+        C serves its calls from now on.  It has no range, so no run to keep."""
+        slot = space.slot
+        if slot < 0:
+            return
+        check(lib.vr_fast_slot(slot, space.memory.maps_fd, int(space.may_lock)), "vr_fast_slot")
+        self.pushed[slot] = (space.memory.maps_fd, space.may_lock, False)
         if self._budget is not None:
             self._push_rss(space)
 
     def drop(self, space):
         if self._spaces.pop(space.slot, None) is not None:
             check(lib.vr_fast_slot(space.slot, -1, 0), "vr_fast_slot")
+            check(lib.vr_follow_slot(space.slot, 0), "vr_follow_slot")
             del self.pushed[space.slot]
             self._free.append(space.slot)
         space.slot = -1
 
     def bind(self, tid, space):
         lib.vr_fast_bind(tid, space.slot if space is not None else -1)
+        lib.vr_follow_tid(tid, lib.VR_FOLLOW_PENDING, 0)   # its slot tells now
 
     def unbind(self, tid):
         lib.vr_fast_bind(tid, -1)
+        lib.vr_follow_tid(tid, _ALL_STATES, 0)
+
+    def unfollow(self, space):
+        """`space` has a volatile range: its stops need Python from now on."""
+        if space.slot >= 0:
+            lib.vr_follow_volatile(space.slot)
+
+    def follows(self, slot):
+        """True while C follows the stops of `slot`'s tasks (invariant check)."""
+        return bool(lib.vr_follow_get_slot(slot))
+
+    def started(self, tid):
+        """Python took `tid`'s first stop itself: C no longer waits for it."""
+        lib.vr_follow_tid(tid, lib.VR_FOLLOW_EXPECTED, 0)
+
+    def group_stop(self, tid, on):
+        """Python holds `tid` in a group-stop (or no longer): its stops are Python's."""
+        lib.vr_follow_tid(tid, lib.VR_FOLLOW_GROUP, lib.VR_FOLLOW_GROUP if on else 0)
 
     def set_may_lock(self, space):
         if space.slot >= 0:
@@ -161,10 +225,17 @@ class FastLoop:
         the model's cost is off the program's path; the worker never runs
         while the caller does anything else.
 
-        Returns (why, ready fds, slow call or None); the slow call is
-        (id, tid, nr, args) like Listener.recv()."""
-        fd_array = ffi.new("int[]", fds or [0])
-        revents = ffi.new("short[]", max(len(fds), 1))
+        `apply` also gets the stops followed in C (`Followed`), in order
+        with the calls.  Returns (why, ready fds, slow call or None, stops
+        handed back); the slow call is (id, tid, nr, args) like
+        Listener.recv(), the stops (tid, wait status) reaped here for
+        Python to handle, in order."""
+        fds = tuple(fds)
+        if fds != self._fds:   # the same fds every turn: made once
+            self._fds = fds
+            self._fd_array = ffi.new("int[]", fds or [0])
+            self._revents = ffi.new("short[]", max(len(fds), 1))
+        fd_array, revents = self._fd_array, self._revents
         deadline = None if timeout_ms < 0 else time.monotonic() + timeout_ms / 1000
         try:
             while True:
@@ -180,13 +251,27 @@ class FastLoop:
                 self._cur ^= 1
         finally:
             self._finish()
-        _apply_log(apply, ops, self._nops[0])
+        followed, stops = self._take() if self.following else ((), [])
+        _apply_log(apply, ops, self._nops[0], followed)
         ready = {fd for fd, ev in zip(fds, revents) if ev} if why in (READY, SLOW) else set()
         slow = None
         if why == SLOW:
             n = self._slow
             slow = (n.id, n.pid, n.data.nr, list(n.data.args))
-        return why, ready, slow
+        return why, ready, slow, stops
+
+    def _take(self):
+        """The stops C followed (Followed, with the count of calls before
+        each) and those it hands back (tid, status), C's log emptied."""
+        taken = self._taken
+        lib.vr_follow_take(taken, taken + 1)
+        followed = []
+        for e in self._evs[0:taken[0]]:
+            followed.append((e.nops, Followed(e.kind, e.tid, e.child, e.value, e.shares,
+                                              e.claimed, ffi.string(e.comm).decode(
+                                                  "utf-8", "replace"))))
+        s = self._stops
+        return followed, [(s[2 * i], s[2 * i + 1]) for i in range(taken[1])]
 
     def _worker(self):
         # Started on first use: by then the supervisor has blocked its signals
@@ -202,9 +287,15 @@ class FastLoop:
 
     def close(self):
         self._finish()
+        if self.following:
+            lib.vr_follow_stop()
+            self.following = False
         if self._executor is not None:
             self._executor.shutdown()
 
 
-def _apply_log(apply, ops, n):
-    apply([Op(o.kind, o.tid, o.slot, o.start, o.end, o.partial, o.ns / 1e9) for o in ops[0:n]])
+def _apply_log(apply, ops, n, followed=()):
+    log = [Op(o.kind, o.tid, o.slot, o.start, o.end, o.partial, o.ns / 1e9) for o in ops[0:n]]
+    for at, event in reversed(followed):   # each after the calls answered before it
+        log.insert(at, event)
+    apply(log)

@@ -15,6 +15,7 @@ from .errors import check
 PAGE_SHIFT = 12
 PM_PRESENT = 1 << 63
 PM_PFN_MASK = (1 << 55) - 1
+_LATER = -2   # a /proc file not opened yet
 _MAPS_LINE = re.compile(r"([0-9a-f]+)-([0-9a-f]+) (\S{4}) \S+ (\S+):(\S+) (\d+)\s*(.*)")
 
 
@@ -31,44 +32,77 @@ def _kind_from_maps(perms, inode, name):
 class ProcessMemory:
     """Read-only views of one address space. Close it when the space goes."""
 
-    def __init__(self, tgid):
+    def __init__(self, tgid, bound=True):
+        """`bound` False: open nothing yet (a space the native loop followed
+        into being, see `bind`)."""
         self.tgid = tgid
         # Opened now and kept: the fds stay bound to this mm even when the
         # thread-group leader becomes a zombie (pthread_exit in main).
-        self._maps = os.open(f"/proc/{tgid}/maps", os.O_RDONLY | os.O_CLOEXEC)
-        self._status = os.open(f"/proc/{tgid}/status", os.O_RDONLY | os.O_CLOEXEC)
-        self._statm = os.open(f"/proc/{tgid}/statm", os.O_RDONLY | os.O_CLOEXEC)
-        self._pagemap = os.open(f"/proc/{tgid}/pagemap", os.O_RDONLY | os.O_CLOEXEC)
-        self._mem = os.open(f"/proc/{tgid}/mem", os.O_RDWR | os.O_CLOEXEC)
+        self._maps = self._status = self._statm = self._pagemap = self._mem = _LATER
         self._query = ffi.new("struct vr_vma *")
         self._name = ffi.new("char[16]")
         self._has_query = True
         self._has_scan = True
         self._scan_out = ffi.new("uint64_t[]", 2 * 1024)   # more runs: `discardable`
         self._syscall_insn = None
+        if bound:
+            self.bind(tgid)
+
+    @property
+    def bound(self):
+        """The files bound to the mm are open (or closed since)."""
+        return self._maps != _LATER
+
+    def bind(self, tid):
+        """Open the files bound to the mm (maps, pagemap, mem) through task
+        `tid`, which must be using this address space now: the program
+        itself at its start, or a caller held in its first call.  Nothing
+        reads them before (a space without a call has no range to purge).
+        status and statm read the task each time: opened at their first use."""
+        fds = []
+        try:
+            for name, flags in (("maps", os.O_RDONLY), ("pagemap", os.O_RDONLY),
+                                ("mem", os.O_RDWR)):
+                fds.append(os.open(f"/proc/{tid}/{name}", flags | os.O_CLOEXEC))
+        except OSError:
+            for fd in fds:
+                os.close(fd)
+            raise
+        self._maps, self._pagemap, self._mem = fds
 
     def close(self):
         for fd in (self._maps, self._status, self._statm, self._pagemap, self._mem):
-            if fd is not None:
+            if fd is not None and fd >= 0:
                 os.close(fd)
         self._maps = self._status = self._statm = self._pagemap = self._mem = None
 
     @property
     def maps_fd(self):
-        """The open /proc/TGID/maps (PROCMAP_QUERY), -1 once closed."""
-        return -1 if self._maps is None else self._maps
+        """The open /proc/TGID/maps (PROCMAP_QUERY), -1 before `bind` or once closed."""
+        return -1 if self._maps is None or self._maps == _LATER else self._maps
+
+    def _opened(self, name):
+        """The fd of /proc/TGID/`name` (status or statm), opened on first use."""
+        fd = getattr(self, f"_{name}")
+        if fd == _LATER:
+            try:
+                fd = os.open(f"/proc/{self.tgid}/{name}", os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                fd = -1   # gone: read as a gone process's file reads
+            setattr(self, f"_{name}", fd)
+        return fd
 
     @property
     def statm_fd(self):
         """The open /proc/TGID/statm (resident pages: `rss`), -1 once closed."""
-        return -1 if self._statm is None else self._statm
+        return -1 if self._statm is None else self._opened("statm")
 
     def rss(self):
         """Resident bytes of the process (VmRSS: anonymous, file and shmem,
         as /proc/TGID/statm counts them; one read of a few bytes), 0 if it
         is gone or its leader has exited."""
         try:
-            return int(os.pread(self._statm, 64, 0).split()[1]) << PAGE_SHIFT
+            return int(os.pread(self.statm_fd, 64, 0).split()[1]) << PAGE_SHIFT
         except (OSError, IndexError, ValueError, TypeError):
             return 0
 
@@ -76,7 +110,7 @@ class ProcessMemory:
         """Resident anonymous bytes (RssAnon: statm's resident less its
         file and shmem pages), 0 if gone; cheaper than reading status."""
         try:
-            fields = os.pread(self._statm, 64, 0).split()
+            fields = os.pread(self.statm_fd, 64, 0).split()
             return (int(fields[1]) - int(fields[2])) << PAGE_SHIFT
         except (OSError, IndexError, ValueError, TypeError):
             return 0
@@ -181,7 +215,7 @@ class ProcessMemory:
     # --- locks -------------------------------------------------------------
     def locked_bytes(self):
         """VmLck of the address space, in bytes (one read of status)."""
-        text = os.pread(self._status, 8192, 0).decode()
+        text = os.pread(self._opened("status"), 8192, 0).decode()
         at = text.find("VmLck:")
         return int(text[at + 6:text.index("kB", at)]) * 1024 if at >= 0 else 0
 

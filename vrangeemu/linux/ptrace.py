@@ -110,6 +110,10 @@ class StopQueue:
                 return decode(tid, status)
             self.deferred.append(decode(got, status))
 
+    def defer(self, stop):
+        """A stop reaped elsewhere (the native loop) for the loop, after those deferred."""
+        self.deferred.append(stop)
+
     def put_back(self, stop):
         """A stop taken by a wait for one task that the loop must handle."""
         self.deferred.appendleft(stop)

@@ -77,7 +77,8 @@ class SavedProtections:
     def copy(self) -> SavedProtections:
         """A fork child's: its pages are PROT_NONE as the parent's are."""
         other = SavedProtections()
-        other._runs = self._runs.copy()
+        if self._runs:
+            other._runs = self._runs.copy()
         return other
 
     def intervals(self) -> Pieces:

@@ -314,6 +314,8 @@ class VolatileRanges:
         """An independent copy with the same stamps and the same clock (fork).
         Ranges are immutable, so sharing them is safe.  O(n)."""
         twin = VolatileRanges(self._clock)
+        if not self._ranges and not self._purged:   # most forks: nothing to copy
+            return twin
         twin._ranges = self._ranges.copy()
         twin._lru = self._lru.copy()
         twin._purged = self._purged.copy()

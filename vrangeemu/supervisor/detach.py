@@ -39,11 +39,34 @@ def abandon(tasks, stops):
                 except (TaskGone, OSError):
                     pass
             break
-    main = tasks.main_pid
-    if tasks.main_status is None and main:
+    # Stopped already, their statuses reaped: first stops before their
+    # creator's event, and stops reaped but not handled yet.
+    held = [ptrace.Stop(tid, "trap-stop", 0) for tid in tasks.unclaimed]
+    for stop in [*held, *stops.deferred]:
+        if stop.ended:
+            if stop.tid == tasks.main_pid:
+                tasks.main_status = stop
+            continue
         try:
-            _, status = os.waitpid(main, 0)
-            tasks.main_status = ptrace.decode(main, status)
-        except ChildProcessError:
+            ptrace.detach(stop.tid, stop.value if stop.kind == "signal" else 0)
+        except (TaskGone, OSError):
             pass
+    stops.deferred.clear()
+    main = tasks.main_pid
+    while tasks.main_status is None and main:
+        # Stops of tasks the table never got to know (a first stop before
+        # its creator's event, a child the native loop followed whose event
+        # was not applied) come here too: nobody else would resume them.
+        try:
+            tid, status = os.waitpid(-1, ptrace.WALL)
+        except ChildProcessError:
+            break
+        stop = ptrace.decode(tid, status)
+        if tid == main and stop.ended:
+            tasks.main_status = stop
+        elif not stop.ended:
+            try:
+                ptrace.detach(tid, stop.value if stop.kind == "signal" else 0)
+            except (TaskGone, OSError):
+                pass
     return tasks.main_status

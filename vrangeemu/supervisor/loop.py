@@ -7,6 +7,7 @@ signals are forwarded or ask for a purge.  The parts are composed here:
 
   tasks    TaskTable       the one owner of tasks and spaces (tasks.py)
   native   NativeCalls     the C loop and its mirror of the model (native_calls.py)
+           Following       the ptrace stops the C loop followed (follow.py)
   remote   RemoteSyscalls  the only place that runs syscalls in the program (remote.py)
   purger   Purger          purge requests and the discard (purger.py, sharing.py)
   checker  Checker         --purge-policy and --check-access (checks.py)
@@ -35,6 +36,7 @@ from ..observe.events import SAMPLE_EVERY, VERSION, Call, EventBus, Sample, Sigb
 from .calls import Answer, serve, write_after_repin
 from .checks import Checker
 from .detach import abandon
+from .follow import Following
 from .native_calls import NativeCalls
 from .purger import Purger
 from .remote import RemoteSyscalls
@@ -83,6 +85,7 @@ class Supervisor:
         self.tasks = TaskTable(self.bus, self.native, itertools.count(1).__next__, self.log,
                                fork_inherit=fork_volatility == "inherit")
         self.stops = ptrace.StopQueue()
+        self.native.followed = Following(self.tasks, self.stops, self.native, fault)
         self.remote = RemoteSyscalls(self.tasks, self.stops)
         self.purger = Purger(self.tasks, self.remote, Sharing(self.tasks, self.log),
                              self.native, self.bus, self.log, purged_access, fault)
@@ -115,7 +118,7 @@ class Supervisor:
             self.listener = Listener(started.listener)
             self.tasks.locks_trapped = True   # the filter reports mlock & co
             if os.environ.get("VRANGEEMU_FASTPATH", "1") != "0":
-                self.native.start(started.listener, self.profile)
+                self.native.start(started.listener, self.profile, self.sigfd.fd)
 
     # --- the loop -------------------------------------------------------------
     def run(self):
@@ -170,7 +173,11 @@ class Supervisor:
             timeout = self._timeout_ms()
             call = None
             if self.native.active:
+                if self.stops.deferred:   # reaped by a session: C would not see them
+                    self._drain_stops()
                 ready, call = self.native.serve([sigfd, *events], timeout)
+                if self.stops.deferred:   # handed back by C, which follows the routine ones
+                    self._drain_stops()
             else:
                 ready = dict(poller.poll(timeout))
             # Signals first: a purge asked for (SIGUSR1) before a call is
@@ -287,6 +294,14 @@ class Supervisor:
         if space is None:   # not a task we know: refuse rather than guess
             self.listener.send(notif_id, 0, errno.ENOSYS)
             return
+        if not space.memory.bound:   # its first call: the caller holds the space's mm
+            try:
+                space.memory.bind(tid)
+            except OSError as exc:   # the caller is exiting (or exec'd)
+                self.log(f"call from {tid} not served: {exc}")
+                self.listener.send(notif_id, 0, errno.ENOMEM)
+                return
+            self.native.set_maps(space)
         with self.purger.busy_with(tid):   # another thread stops for a purge if one can
             at_mark = self.watch is not None and self.watch.at_call(space)
         if at_mark:
@@ -305,6 +320,8 @@ class Supervisor:
         sent = self.listener.send(notif_id, answer.value, answer.error)
         if sent and answer.commit:
             answer.commit()
+            if space.ranges:   # the native loop leaves its forks and exec to us now
+                self.native.unfollow(space)
             self._emit_call(space, tid, answer)
         self._tell_native_repinned(space, answer, sent)
 
@@ -388,15 +405,20 @@ class Supervisor:
         if not self.tasks.claim(stop.tid):
             return   # resumed once its creator's event names it
         task = self.tasks.get(stop.tid)
-        task.group_stopped = stop.kind == "group-stop"
+        group_stopped = stop.kind == "group-stop"
+        if group_stopped != task.group_stopped:   # the native loop leaves it to us
+            self.native.group_stop(task.tid, group_stopped)
+        task.group_stopped = group_stopped
         if task.purger and (task.starting or stop.kind == "trap-stop"):
             task.starting = False
+            self.native.started(task.tid)
             self.purger.parked(task)   # it waits in this stop
             return
         if stop.kind == "signal" and stop.value == signal.SIGBUS and self.bus.wants(Sigbus):
             self._emit_sigbus(task)
         if task.starting:
             task.starting = False
+            self.native.started(task.tid)
         elif stop.kind == "event":
             self._on_event(task, stop.value)
             return

@@ -6,11 +6,17 @@ fd, lock check, the runs where NONVOLATILE needs Python: purged pages and
 trapped spans) in step with the model, and hands back the calls that need
 Python.  Inactive (ptrace mode, VRANGEEMU_FASTPATH=0, or
 once no process holds the filter) every mirror operation is a no-op.
+
+The C loop also follows the routine ptrace stops (linux/fastloop.py,
+native/ext/follow.c; VRANGEEMU_FOLLOW=0 turns that off): what it logged
+goes to `followed.apply` in order with the calls, what it reaped for
+Python to `followed.hand_back` (supervisor/follow.py).
 """
+import os
 import select
 
 from ..abi import NONVOLATILE, VOLATILE
-from ..linux.fastloop import HUP, LOCK, OP_VOLATILE, FastLoop
+from ..linux.fastloop import HUP, LOCK, OP_VOLATILE, FastLoop, Followed
 from ..model.trap import repin_checked
 from ..observe.events import Call, Lock
 from . import calls
@@ -32,15 +38,20 @@ class NativeCalls:
         self.bus = bus
         self.space_of = space_of
         self.loop = None       # linux.fastloop.FastLoop while active
+        self.followed = None   # follow.Following, set by the supervisor
         self._returns_bytes = True
 
     @property
     def active(self):
         return self.loop is not None
 
-    def start(self, listener_fd, profile):
+    def start(self, listener_fd, profile, sigfd=None):
+        """Serve calls in C; with `sigfd` (the supervisor's signalfd) also
+        follow the routine ptrace stops there."""
         self.loop = FastLoop(listener_fd, profile)
         self._returns_bytes = profile.returns != "purged"
+        if sigfd is not None and os.environ.get("VRANGEEMU_FOLLOW", "1") != "0":
+            self.loop.follow(sigfd, profile.nr)
 
     def close(self):
         if self.loop is not None:
@@ -52,7 +63,9 @@ class NativeCalls:
         """Let the native loop serve calls; returns (ready fds as poll()
         results, a call it handed back or None).  The model is current when
         this returns."""
-        why, ready, call = self.loop.serve(fds, timeout, self._apply)
+        why, ready, call, stops = self.loop.serve(fds, timeout, self._apply)
+        if stops:
+            self.followed.hand_back(stops)
         if why == HUP:   # no process holds the filter any more
             self.close()
         return dict.fromkeys(ready, select.POLLIN), call
@@ -62,6 +75,9 @@ class NativeCalls:
         touches the model only, never ptrace)."""
         emit = self.bus.emit if self.bus.wants(Call) else None
         for op in ops:
+            if type(op) is Followed:   # only in a log applied in the main thread
+                self.followed.apply(op)
+                continue
             if op.kind == LOCK:
                 # A task not adopted yet comes last in its log (see fastpath.c),
                 # and that log is applied here in the main thread.
@@ -89,6 +105,10 @@ class NativeCalls:
             self.loop.set_may_lock(space)
 
     # --- the mirror: each operation is a no-op while inactive ------------------------
+    unfollow = _mirrored("unfollow", "A space has a volatile range: its stops need Python.")
+    set_maps = _mirrored("set_maps", "A space's maps fd was opened at its first call.")
+    started = _mirrored("started", "Python took a task's first stop itself.")
+    group_stop = _mirrored("group_stop", "Python holds a task in a group-stop (or no longer).")
     add = _mirrored("add", "Give a new space a slot.")
     drop = _mirrored("drop", "Free the slot of a space that is gone.")
     bind = _mirrored("bind", "Tell C which space a task's calls are for.")
@@ -117,6 +137,10 @@ class NativeCalls:
             assert fd == space.memory.maps_fd, (space, fd)
             assert lock_check == space.may_lock, (space, lock_check, space.may_lock)
             assert repin_all == space.purge_under_way, (space, repin_all, space.purge)
+            if self.loop.follows(space.slot):   # routine: nothing to decide at its stops
+                assert not space.ranges and not space.ranges.purged_bytes, space
+                assert space.purge is None and space.purger is None, space
+                assert space.trap is None and not space.trapped, space
             runs = self.loop.purged_runs(space.slot)
             assert runs == repin_checked(space.ranges, space.trapped), (space, runs)
         assert set(self.loop.pushed) == set(slots), (sorted(self.loop.pushed), sorted(slots))

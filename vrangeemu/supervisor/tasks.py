@@ -129,18 +129,23 @@ class TaskTable:
         self.main_pid = pid
         self.tasks[pid] = Task(pid, None, starting=False)
 
-    def adopt(self, parent, tid, event):
+    def adopt(self, parent, tid, event, shares_mm=None, followed=False):
         """A new task (fork/vfork/clone event of `parent`): same space if it
         shares the mm (threads, vfork, CLONE_VM), else a copy of the parent's
         (fork inherits volatility).  Returns True if its initial stop was
-        already seen: the caller resumes it."""
-        shares_mm = same_mm(parent.tid, tid)
+        already seen: the caller resumes it.  `followed`: the native loop
+        followed the event (gave kcmp's answer as `shares_mm`); the new
+        space's /proc files are opened at its first call
+        (ProcessMemory.bind), as the child may have run on since."""
+        if shares_mm is None:
+            shares_mm = same_mm(parent.tid, tid)
         if shares_mm is None:   # no kcmp: a vfork child or a thread shares it
             shares_mm = event == ptrace.EVENT_VFORK or procfs.tgid_of(tid) == parent.space.tgid
         space = parent.space
         if not shares_mm:
             model = space.model.fork(tid, inherit=self.fork_inherit)
-            space = self._register(model, ProcessMemory(tid), stub=space.stub)   # mapped in both
+            space = self._register(model, ProcessMemory(tid, bound=not followed),
+                                   stub=space.stub)   # the stub is mapped in both
             space.saved_prot = parent.space.saved_prot.copy()   # PROT_NONE in both too
             self.log(f"fork: {parent.tid} -> {tid}, {len(space.ranges)} ranges inherited")
         kind = Fork if space is not parent.space else Clone
@@ -179,18 +184,21 @@ class TaskTable:
         reported only once all threads have ended)."""
         return all(procfs.task_state(tid) in ("Z", "X", "") for tid in space.tids)
 
-    def exec(self, task, former_tid):
+    def exec(self, task, former_tid, name=None, followed=False):
         """`task` runs a new image: it leaves its old space (which a vfork
         parent may still use) for a fresh one with no volatile ranges.
-        `former_tid`: the thread that called exec, if not the leader."""
+        `former_tid`: the thread that called exec, if not the leader.  The
+        native loop, which followed the event, gives the program's `name`;
+        the new space's /proc files are opened at its first call then."""
         if former_tid != task.tid and former_tid in self.tasks:
             self.forget(former_tid)
         self._vfork_done(task)
         if task.space is not None:
             self._leave(task)
-        name = procfs.comm_of(task.tid)
+        if name is None:
+            name = procfs.comm_of(task.tid)
         space = self._register(AddressSpace(task.tid, name, VolatileRanges(self.clock)),
-                               ProcessMemory(task.tid))
+                               ProcessMemory(task.tid, bound=not followed))
         self._join(task, space)
         self.log(f"exec: {task.tid} is now {name}")
         self.bus.emit(Exec(pid=task.tid, program=name))
