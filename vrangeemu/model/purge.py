@@ -12,6 +12,8 @@ process alone.
 import bisect
 import heapq
 
+from .ranges import lru_key
+
 PAGE = 4096
 
 
@@ -122,7 +124,7 @@ def choose_victims(spaces, need, discardable, blocked=None, holds=None):
     no page to take (purged already, or never touched), so the walk passes
     the oldest ranges, long purged, without asking what of them is purged.
     The leading ranges of a space that held nothing are remembered
-    (`VolatileRanges.empty_before`), so the next walk starts after them; if
+    (`VolatileRanges.empty_before`, an LRU position), so the next walk starts after them; if
     that walk falls short of `need`, it is made again from the oldest.
     Returns ({space: [(start, end), ...]}, bytes freed).
 
@@ -160,7 +162,7 @@ def _walk(spaces, need, discardable, blocked, holds):
             if runs:
                 leading.discard(i)
             else:
-                space.ranges.empty_before = rng.stamp + 1
+                space.ranges.empty_before = lru_key(rng) + 1
         if rng.partial:
             runs = _first_bytes(runs, need - freed)
         if runs:

@@ -19,7 +19,7 @@ from typing import Callable, Iterator, NamedTuple
 from sortedcontainers import SortedDict
 
 PAGE = 4096
-__all__ = ["PAGE", "Range", "VolatileRanges"]
+__all__ = ["PAGE", "Range", "VolatileRanges", "lru_key"]
 
 
 class Range(NamedTuple):
@@ -84,7 +84,7 @@ def _hits(d: SortedDict, start: int, end: int, end_of: Callable,
     return out
 
 
-def _lru_key(r: Range) -> int:
+def lru_key(r: Range) -> int:
     # (stamp, start) as one int: stamps first, then starts (< 2**56); ints
     # compare and hash faster than tuples.
     return r.stamp << 56 | r.start
@@ -116,20 +116,20 @@ class VolatileRanges:
         self._purged = SortedDict()  # start -> end; disjoint, never touching
         self._volatile_bytes = 0
         self._purged_bytes = 0
-        # Ranges stamped before this held nothing a purge could take when
-        # last looked at: model.purge.choose_victims resumes its walk here.
+        # Ranges before this LRU position (lru_key) held nothing a purge
+        # could take when last looked at: choose_victims resumes here.
         self.empty_before = 0
 
     # -- ranges --------------------------------------------------------------
 
     def _add(self, r: Range) -> None:
         self._ranges[r.start] = r
-        self._lru[_lru_key(r)] = r
+        self._lru[lru_key(r)] = r
         self._volatile_bytes += r.size
 
     def _drop(self, r: Range) -> None:
         del self._ranges[r.start]
-        del self._lru[_lru_key(r)]
+        del self._lru[lru_key(r)]
         self._volatile_bytes -= r.size
 
     def mark(self, start: int, end: int, partial: bool = False) -> None:
@@ -220,17 +220,18 @@ class VolatileRanges:
         """
         return list(self._lru.values()[self._lru.bisect_left((stamp + 1) << 56):])
 
-    def lru(self, from_stamp: int = 0) -> Iterator[Range]:
-        """Ranges oldest stamp first, ties by start, from stamp `from_stamp`
-        on.  Lazy: do not mark or unmark while iterating (set_purged is
-        fine).  O(log n) to start.
+    def lru(self, since: int = 0) -> Iterator[Range]:
+        """Ranges oldest stamp first, ties by start, from LRU position
+        `since` on (lru_key(r) of the first range wanted, or more).  Lazy:
+        do not mark or unmark while iterating (set_purged is fine).
+        O(log n) to start.
 
         >>> vr = VolatileRanges(); vr.mark(0, PAGE); vr.mark(4 * PAGE, 5 * PAGE)
-        >>> [r.start // PAGE for r in vr.lru(2)]
+        >>> [r.start // PAGE for r in vr.lru(lru_key(next(vr.lru())) + 1)]
         [4]
         """
         lru = self._lru
-        return map(lru.__getitem__, lru.islice(lru.bisect_left(from_stamp << 56)))
+        return map(lru.__getitem__, lru.islice(lru.bisect_left(since)))
 
     @property
     def volatile_bytes(self) -> int:
@@ -340,7 +341,7 @@ class VolatileRanges:
             assert isinstance(r, Range) and key == r.start < r.end, r
             assert r.start % PAGE == 0 and r.end % PAGE == 0, r
             assert r.start >= prev_end, f"overlap before {r}"
-            assert self._lru.get(_lru_key(r)) is r, f"LRU misses {r}"
+            assert self._lru.get(lru_key(r)) is r, f"LRU misses {r}"
             prev_end, total = r.end, total + r.size
         assert len(self._lru) == len(self._ranges), "stale LRU entries"
         assert total == self._volatile_bytes, (total, self._volatile_bytes)
