@@ -493,5 +493,9 @@ int vr_fast_serve(const struct vr_fast_profile *p, int listener, const int *fds,
             if (*nops == max_ops)
                 return VR_FAST_FULL;
         }
+        /* Python wants the loop back by now (the next slice of a purge, a
+         * pressure reading): a stream of calls must not hold it off. */
+        if (deadline >= 0 && (long long)now_ns() >= deadline)
+            return VR_FAST_TIMEOUT;
     }
 }
