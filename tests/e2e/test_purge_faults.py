@@ -1,14 +1,16 @@
 """Purges that meet what a program can do meanwhile: lock part of a range,
 move its vDSO, exec from another thread, take signals (issue 12's faults)."""
+import os
 import random
 import re
+import signal
 import subprocess
 import time
 
 import pytest
 
 from conftest import VRANGE_RUN, vrange_run
-from helpers import spawned
+from helpers import spawned, wait_for
 
 PAGE = 4096
 
@@ -107,3 +109,27 @@ def test_with_everything_purged_a_new_range_is_still_purged_by_the_next_request(
         "vol B 0 4\npurge\nnonvol B 0 4\nnonvol A 0 4\ncheck B 3\n")
     assert [c["purged"] for c in out.calls[-2:]] == [1, 1]
     assert out.checks["B"] == dict(good=0, zero=4, bad=0)
+
+
+def test_a_storm_of_purge_requests_over_256_processes_keeps_every_answer_right(build):
+    # 256 processes, each marking a range, forking (a child that inherits it,
+    # one that execs), then asking for a purge and re-pinning, while SIGUSR1
+    # comes every millisecond.  Each request met every space: the loop did
+    # nothing but purge, and the program made no progress until the storm
+    # ended.  A request's interrupt was also lost to a fork's event stop (any
+    # ptrace stop clears a pending interrupt): the re-pin was answered before
+    # the purge (purged=0) or answered errno 513 (ERESTARTNOINTR).
+    exe = build("fork_storm_follows_ranges")
+    with spawned([*VRANGE_RUN, exe, "storm", "400"], stdout=subprocess.PIPE) as child:
+        children = f"/proc/{child.proc.pid}/task/{child.proc.pid}/children"
+        wait_for(lambda: open(children).read().strip(), "the program to start", child=child)
+        deadline = time.monotonic() + 60   # SIGUSR1 is handled from here on
+        while child.proc.poll() is None and time.monotonic() < deadline:
+            try:
+                os.kill(child.proc.pid, signal.SIGUSR1)
+            except ProcessLookupError:
+                break
+            time.sleep(0.001)
+        out = child.stdout.rest()
+        assert child.proc.wait(timeout=30) == 0, out
+    assert "storm children=256 ok=256" in out, out

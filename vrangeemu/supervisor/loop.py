@@ -421,19 +421,36 @@ class Supervisor:
             self.native.started(task.tid)
         elif stop.kind == "event":
             self._on_event(task, stop.value)
+            self._interrupt_again(task)
             return
         elif stop.kind == "signal" and stop.value == signal.SIGSEGV and self.checker.on_fault(task):
+            self._interrupt_again(task)
             return   # an access to a range protected by --check-access: handled
         elif self.purger.due(task) and stop.kind == "trap-stop":
             # The interrupt's own stop.  Not a group-stop (injecting there would
             # take the task out of its job-control stop: the purge waits for
             # SIGCONT), nor a signal-delivery stop: the signal must be
-            # delivered from its own stop to keep its siginfo, and the
-            # interrupt's stop still follows.
+            # delivered from its own stop to keep its siginfo (the task is
+            # interrupted again after it).
             self.purger.run_at_stop(task)
         if stop.kind == "signal" and self.listener:
             self._restart_interrupted_call(task)
         ptrace.resume(stop)
+        if stop.kind == "signal":
+            self._interrupt_again(task)
+
+    def _interrupt_again(self, task):
+        """Any ptrace stop clears a pending PTRACE_INTERRUPT (the kernel's
+        ptrace_stop: "any trap clears pending STOP trap"), so after an event
+        or signal-delivery stop of a task a purge waits for, the interrupt
+        is asked for again.  Without this the purge waited out its deadline
+        and a call was answered before it (or, taken along, answered
+        -ERESTARTNOINTR with no stop to come: the program got errno 513)."""
+        if self.purger.due(task):
+            try:
+                ptrace.interrupt(task.tid)
+            except TaskGone:
+                pass   # its exit is recorded, or still to come
 
     def _restart_interrupted_call(self, task):
         """A signal that comes before the supervisor takes up a vrange call

@@ -86,14 +86,16 @@ class Purger:
     def purge_all(self, why="signal"):
         """SIGUSR1: discard every volatile page of every space.  A purge under
         way in slices takes in the ranges marked since it was planned rather
-        than scanning again (its cost: what changed)."""
+        than scanning again (its cost: what changed); a space with every
+        volatile page purged already is left alone (a storm of requests over
+        hundreds of processes once kept the loop from serving calls)."""
         for space in self.tasks.spaces():
             request = space.purge
             if space.purge_under_way:
                 request.runs += [(r.start, r.end) for r in space.ranges.marked_since(request.since)]
                 request.since, request.why = space.ranges.newest_stamp(), why
-            elif space.ranges and request is None:
-                self.request(space, "all", why)
+            elif request is None and space.ranges.purged_bytes < space.ranges.volatile_bytes:
+                self.request(space, "all", why)   # else nothing is left: no thread stops
 
     def continue_later(self):
         """One more slice of each purge under way (a loop turn each); one
