@@ -150,14 +150,12 @@ def _walk(spaces, need, discardable, blocked, holds):
     for (_, _, i), space, rng in oldest_first:
         if freed >= need:
             break
-        runs = []
-        if holds and not holds(space, rng.start, rng.end):
-            pass
-        elif not rng.partial and blocked and blocked(space, rng.start, rng.end):
+        empty = holds is not None and not holds(space, rng.start, rng.end)
+        if not empty and not rng.partial and blocked and blocked(space, rng.start, rng.end):
             leading.discard(i)   # it holds pages: not empty
             continue
-        else:
-            runs = range_runs(space.ranges, rng, lambda lo, hi: discardable(space, lo, hi))
+        runs = [] if empty else range_runs(space.ranges, rng,
+                                           lambda lo, hi: discardable(space, lo, hi))
         if i in leading:
             if runs:
                 leading.discard(i)

@@ -305,6 +305,13 @@ class VolatileRanges:
         return gaps
 
     @property
+    def all_purged(self) -> bool:
+        """True if every volatile page is purged already (or none is
+        volatile): a purge, which takes only pages not yet purged, has
+        nothing to take.  O(1)."""
+        return self._purged_bytes == self._volatile_bytes
+
+    @property
     def purged_bytes(self) -> int:
         """Total purged bytes.  O(1)."""
         return self._purged_bytes

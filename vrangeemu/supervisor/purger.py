@@ -94,7 +94,7 @@ class Purger:
             if space.purge_under_way:
                 request.runs += [(r.start, r.end) for r in space.ranges.marked_since(request.since)]
                 request.since, request.why = space.ranges.newest_stamp(), why
-            elif request is None and space.ranges.purged_bytes < space.ranges.volatile_bytes:
+            elif request is None and not space.ranges.all_purged:
                 self.request(space, "all", why)   # else nothing is left: no thread stops
 
     def continue_later(self):
@@ -399,7 +399,7 @@ class Purger:
         no scan, once every volatile page is purged: a purge takes only pages
         not purged yet, so a storm of requests then costs nothing."""
         bounds = space.ranges.bounds()
-        if bounds is None or space.ranges.purged_bytes == space.ranges.volatile_bytes:
+        if bounds is None or space.ranges.all_purged:
             return []
         if self.sharing.alone(space):
             resident = space.memory.resident(*bounds)
