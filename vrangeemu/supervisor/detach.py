@@ -34,10 +34,7 @@ def abandon(tasks, stops):
             if stop.ended:
                 tasks.exited(stop)
             else:
-                try:
-                    ptrace.detach(tid, stop.value if stop.kind == "signal" else 0)
-                except (TaskGone, OSError):
-                    pass
+                _let_go(stop)
             break
     # Stopped already, their statuses reaped: first stops before their
     # creator's event, and stops reaped but not handled yet.
@@ -47,10 +44,7 @@ def abandon(tasks, stops):
             if stop.tid == tasks.main_pid:
                 tasks.main_status = stop
             continue
-        try:
-            ptrace.detach(stop.tid, stop.value if stop.kind == "signal" else 0)
-        except (TaskGone, OSError):
-            pass
+        _let_go(stop)
     stops.deferred.clear()
     main = tasks.main_pid
     while tasks.main_status is None and main:
@@ -65,8 +59,14 @@ def abandon(tasks, stops):
         if tid == main and stop.ended:
             tasks.main_status = stop
         elif not stop.ended:
-            try:
-                ptrace.detach(tid, stop.value if stop.kind == "signal" else 0)
-            except (TaskGone, OSError):
-                pass
+            _let_go(stop)
     return tasks.main_status
+
+
+def _let_go(stop):
+    """Detach the task of `stop` from that stop, passing on the signal it
+    was about to receive."""
+    try:
+        ptrace.detach(stop.tid, stop.value if stop.kind == "signal" else 0)
+    except (TaskGone, OSError):
+        pass
