@@ -1,1 +1,1 @@
-from setuptools import setup; setup(cffi_modules=["native/ext/build_native.py:ffibuilder"])
+from setuptools import Extension, setup; setup(cffi_modules=["native/ext/build_native.py:ffibuilder"], ext_modules=[Extension("vrangeemu._inproc", ["native/inproc/inproc.c"], extra_compile_args=["-O2", "-Wall", "-fvisibility=hidden"])])  # noqa: E501  _inproc: the LD_PRELOAD library (native/inproc), plain C

@@ -2,6 +2,11 @@
  *
  *   calls N          N vrange calls (VOLATILE/NONVOLATILE on one page) and N
  *                    calls of an unassigned syscall: "calls_us=.. bare_us=.."
+ *   inline N         the same vrange calls made by a `syscall` instruction of
+ *                    our own, not libc's syscall(): "calls_us=.."
+ *   burst N R        R rounds of N such calls through syscall(), 50 ms apart
+ *                    (the supervisor has caught up between rounds): the
+ *                    median round's "calls_us=.."
  *   purge MB         MB MiB volatile and resident, SIGUSR1 to vrange-run, a
  *                    call (served after the purge): time for the purge, and
  *                    the same amount discarded by our own madvise:
@@ -53,6 +58,40 @@ int main(int argc, char **argv)
         for (long i = 0; i < n; i++)
             syscall(1001, 0, 0, 0, 0, 0);
         printf("calls_us=%.3f bare_us=%.3f\n", calls, (now_us() - t) / n);
+    } else if (!strcmp(argv[1], "inline")) {
+        long n = atol(argv[2]), nr = vrange_nr();
+        char *p = anon(4096);
+        int purged;
+        double t = now_us();
+        for (long i = 0; i < n; i++) {
+            long ret, mode = i & 1 ? VRANGE_NONVOLATILE : VRANGE_VOLATILE;
+            register long flags __asm__("r10") = 0;
+            register long out __asm__("r8") = (long)&purged;
+            __asm__ __volatile__("syscall" : "=a"(ret)
+                                 : "a"(nr), "D"(p), "S"(4096L), "d"(mode), "r"(flags), "r"(out)
+                                 : "rcx", "r11", "memory");
+        }
+        printf("calls_us=%.3f\n", (now_us() - t) / n);
+    } else if (!strcmp(argv[1], "burst") && argc > 3) {
+        long n = atol(argv[2]), rounds = atol(argv[3]);
+        char *p = anon(4096);
+        int purged;
+        double per[rounds];
+        for (long r = 0; r < rounds; r++) {
+            usleep(50000);
+            double t = now_us();
+            for (long i = 0; i < n; i++)
+                vrange((unsigned long)p, 4096, i & 1 ? VRANGE_NONVOLATILE : VRANGE_VOLATILE, 0,
+                       &purged);
+            per[r] = (now_us() - t) / n;
+        }
+        for (long i = 1; i < rounds; i++)   /* insertion sort: a handful of rounds */
+            for (long j = i; j > 0 && per[j] < per[j - 1]; j--) {
+                double x = per[j];
+                per[j] = per[j - 1];
+                per[j - 1] = x;
+            }
+        printf("calls_us=%.3f\n", per[rounds / 2]);
     } else if (!strcmp(argv[1], "purge")) {
         size_t len = (size_t)atol(argv[2]) << 20;
         char *a = anon(len), *b = anon(len);

@@ -41,6 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))   # this checkout's vrangeemu.cbuild
 from vrangeemu import cbuild  # noqa: E402
+from vrangeemu.linux import inproc  # noqa: E402
 
 VRANGE_RUN = [sys.executable, "-m", "vrangeemu"]
 KiB, MiB = 1 << 10, 1 << 20
@@ -86,6 +87,10 @@ def one_run(tools, workdir, strategy, size, chunks, seconds, traced, limit=None,
         report.unlink()
     if traced:
         # env(1) sets the preload inside: vrange-run itself stays on libc's malloc.
+        # vrange-run's own library comes first, as vrange-run would put it.
+        inproc_lib = inproc.library_path()
+        if inproc_lib:
+            settings["LD_PRELOAD"] = f"{inproc_lib} {lib}"
         cmd = [*VRANGE_RUN, "--stats-json", str(report),
                *(["--memory-limit", f"{limit // MiB}M"] if limit else []),
                "env", *(f"{k}={v}" for k, v in settings.items()), *argv]
@@ -129,8 +134,9 @@ def measure(workdir, runs=3, quick=False):
     """Run everything; returns a dict for render() (and for JSON).
 
     quick: one run per row, three chunk sizes, the same two pressure sizes,
-    0.4 s runs (about 40 s); otherwise five sizes, two pressure sizes and 0.8 s runs
-    (about 3.5 minutes with runs=3)."""
+    0.4 s runs (about 40 s); otherwise seven sizes (4 KiB .. 4 MiB: where the
+    crossover with dontneed lies), two pressure sizes and 0.8 s runs (about 5
+    minutes with runs=3)."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     tools = build(workdir)
@@ -139,7 +145,7 @@ def measure(workdir, runs=3, quick=False):
         sizes, pressure_sizes = [16 * KiB, 256 * KiB, 4 * MiB], [MiB, 4 * MiB]
     else:
         seconds = 0.8
-        sizes = [16 * KiB, 64 * KiB, 256 * KiB, MiB, 4 * MiB]
+        sizes = [4 * KiB, 8 * KiB, 16 * KiB, 64 * KiB, 256 * KiB, MiB, 4 * MiB]
         pressure_sizes = [MiB, 4 * MiB]
     started = time.monotonic()
 

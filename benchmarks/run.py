@@ -110,10 +110,18 @@ def trap_round_trip(runs, calls, exe):
     one CPU and to different CPUs (every wake-up then crosses CPUs)."""
     probe_calls = [exe["bench_probe"], "calls"]
     slow = calls // 4   # for ptrace stops and cross-CPU wake-ups
+    inline = [exe["bench_probe"], "inline"]
     fns = {
-        "trap_notify": lambda: probe([*probe_calls, calls]),
+        # The in-process library (default): libc's syscall() answered in the
+        # program; sustained (the supervisor applies the log meanwhile) and
+        # in bursts that fit its log; an inline instruction takes the trap.
+        "trap_inproc": lambda: probe([*probe_calls, calls]),
+        "trap_inproc_burst": lambda: probe([exe["bench_probe"], "burst", 1000, 9]),
+        "trap_inline": lambda: probe([*inline, calls]),
+        "trap_notify": lambda: probe([*probe_calls, calls], ["--inproc", "off"]),
         # The same while writing a --trace (every call is logged).
-        "trap_traced": lambda: probe([*probe_calls, calls], ["--trace", os.devnull]),
+        "trap_traced": lambda: probe([*probe_calls, calls], ["--inproc", "off", "--trace",
+                                                             os.devnull]),
         # The same with every call served by the Python loop (no native loop).
         "trap_python": lambda: probe([*probe_calls, slow], VRANGEEMU_FASTPATH="0"),
         "floor_notify": lambda: measure([exe["floor_notify"], NR, *probe_calls, calls]),
@@ -530,8 +538,22 @@ def trap_rows(r):
     fn, fp = r["floor_notify"]["calls_us"], r["floor_ptrace"]["calls_us"]
     tpy = r["trap_python"]["calls_us"]
     bare = r["trap_bare"]["calls_us"]
-    rows = [
-        ("vrange call round trip, user notification (default)", f"{tn:.1f} us",
+    rows = []
+    if "trap_inproc" in r:
+        ti, tb = r["trap_inproc"]["calls_us"], r["trap_inproc_burst"]["calls_us"]
+        tl = r["trap_inline"]["calls_us"]
+        rows += [
+            ("vrange call through libc's syscall(), in-process library (default), sustained",
+             f"{ti:.2f} us", f"{ti / fn:.2f}x the notify floor (target 0.2x); {ti / bare:.0f}x "
+             f"a bare syscall; bounded by the supervisor applying the log"),
+            ("the same, bursts of 1,000 calls that fit the log", f"{tb:.2f} us",
+             f"{tb / fn:.2f}x the notify floor; the library's own cost"),
+            ("vrange call by an inline `syscall` instruction (user notification)",
+             f"{tl:.1f} us", f"{tl / fn:.1f}x the notify floor (target 0.5x: not met, "
+             f"SIGSYS would stop in ptrace)"),
+        ]
+    rows += [
+        ("vrange call round trip, user notification (`--inproc off`)", f"{tn:.1f} us",
          f"{tn / fn:.1f}x the notify floor; {tn / bare:.0f}x a bare syscall"),
         ("the same, with `--trace` (every call logged)", f"{r['trap_traced']['calls_us']:.1f} us",
          f"{r['trap_traced']['calls_us'] / tn:.2f}x without"),
@@ -670,7 +692,7 @@ def verdict(ok):
 
 
 def new_targets(r):
-    """The "Against the targets" items of issue 12, from the measured numbers."""
+    """The "Against the targets" items of issues 12 and 14, from the measured numbers."""
     items = []
     if "latency_0" in r:
         l0 = r["latency_0"]
@@ -752,6 +774,40 @@ def new_targets(r):
             f"five times in ptrace; the native loop resumes the routine stops (spaces that "
             f"never had a volatile range) and logs them for Python, which applies them later "
             f"(`native/ext/follow.c`).")
+    if "trap_inproc" in r:
+        ti, tb = r["trap_inproc"]["calls_us"], r["trap_inproc_burst"]["calls_us"]
+        fn, tl = r["floor_notify"]["calls_us"], r["trap_inline"]["calls_us"]
+        items.append(
+            f"libc path at most 0.2x the user-notification floor (issue 14): "
+            f"{verdict(ti <= 0.2 * fn)} ({ti:.2f} us sustained, {ti / fn:.2f}x the floor's "
+            f"{fn:.1f} us; {tb:.2f} us in bursts that fit the log). The library answers in the "
+            f"calling thread (`native/inproc/inproc.c`); sustained, the supervisor applying its "
+            f"log is the limit.")
+        items.append(
+            f"Inline `syscall` path at most 0.5x the floor (issue 14): {verdict(tl <= 0.5 * fn)} "
+            f"({tl:.1f} us: inline calls take user notification). A SIGSYS handler would answer "
+            f"them in the program, but every signal of a seized task makes a ptrace "
+            f"signal-delivery stop first: 55 us a SIGSYS under vrange-run against 1.7 us bare "
+            f"(docs/design.md, \"The in-process path\").")
+    plain = r.get("ebizzy", {}).get("plain")
+    if plain:
+        import ebizzy
+        by = {(row["size"], row["strategy"], row["traced"]): row for row in plain}
+        ratios = [(size, by[size, "vrange", True]["records_per_s"]
+                   / by[size, "dontneed", False]["records_per_s"])
+                  for size in sorted({row["size"] for row in plain})]
+        cross = ebizzy.crossover(ratios)
+        if cross:
+            at, where = cross[0], f"about {cross[0] / 1024:.1f} KiB"
+        elif all(ratio >= 1 for _, ratio in ratios):
+            at, where = ratios[0][0], f"every size measured, from {ratios[0][0] // 1024} KiB"
+        else:
+            at, where = None, "no size measured"
+        items.append(
+            f"ebizzy-like crossover (vrange beats dontneed) at 8 KiB chunks or below (issue 14): "
+            f"{verdict(at is not None and at <= 8 * 1024)} ({where}; "
+            + ", ".join(f"{ratio:.2f}x at {size // 1024} KiB" for size, ratio in ratios[:4])
+            + ").")
     return items
 
 

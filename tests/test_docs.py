@@ -94,11 +94,15 @@ def text_of(name):
 US = r"(\d+(?:\.\d+)?)"
 # (where, the quote with its figures in groups, what each figure must match)
 NOTIFY = lambda r: r["trap_notify"]["calls_us"]                      # noqa: E731
+INPROC = lambda r: r["trap_inproc"]["calls_us"]                      # noqa: E731
 PTRACE = lambda r: r["trap_ptrace"]["calls_us"]                      # noqa: E731
 TESTING = (lambda r: r["trap_forced"]["calls_us"],                   # cheaper of the two ...
            lambda r: r["trap_checked"]["calls_us"])                  # ... and dearer
 CLAIMS = [
     ("README.md", rf"native loop: about {US} us a call", [NOTIFY]),
+    ("README.md", rf"in the calling thread, about {US} us a call", [INPROC]),
+    ("--help", rf"preloads \(default on, about {US} us a call\)", [INPROC]),
+    ("docs/vrange.2.md", rf"inside the program \(about {US} us a call\)", [INPROC]),
     ("README.md", rf"stops in ptrace, {US}-{US} us a call", TESTING),
     ("README.md", rf"a compute loop costs the same \(\+{US}%\)",
      [lambda r: r["untrapped_compute"]["overhead_pct"]]),

@@ -124,6 +124,12 @@ def parse_args(argv):
                         help="how calls are trapped: seccomp user notification (default, "
                              "about 9 us a call) or RET_TRACE + ptrace stop (about 80 us a "
                              "call; for kernels before 5.0)")
+    parser.add_argument("--inproc", choices=("on", "off"), default="on",
+                        help="answer calls made through libc's syscall() inside the program, "
+                             "by a library vrange-run preloads (default on, about 1 us a "
+                             "call); calls it cannot answer alone, inline syscall "
+                             "instructions, static or setuid programs, and --trap ptrace "
+                             "use the trap")
     parser.add_argument("--memory-limit", metavar="SIZE", type=_size,
                         help="run the program in a memory cgroup of SIZE (e.g. 64M, 2G) and "
                              "purge volatile memory to stay under it (where no cgroup can be "
@@ -280,7 +286,8 @@ def _run(opts, trace_file, stats_file):
     collector = StatsCollector(bus)
     sup = Supervisor([opts.program, *opts.args], profile, trap, log=log,
                      purged_access=opts.purged_access, fork_volatility=opts.fork_volatility,
-                     policy=policy, check_access=opts.check_access, bus=bus)
+                     policy=policy, check_access=opts.check_access, bus=bus,
+                     inproc=opts.inproc == "on" and os.environ.get("VRANGEEMU_INPROC", "1") != "0")
     try:
         source, procs = choose_source(opts.pressure, opts.memory_limit, sup.tasks,
                                       log or _quiet, log_to_stderr)

@@ -32,7 +32,7 @@ with open(os.path.join(HERE, "vrnative.h")) as header:
 ffibuilder.set_source(
     "vrangeemu._native",
     '#include <stdint.h>\n#include <linux/seccomp.h>\n#include "vrnative.h"\n',
-    sources=[os.path.relpath(os.path.join(HERE, name)) for name in ("vrnative.c", "fastpath.c", "follow.c")],
+    sources=[os.path.relpath(os.path.join(HERE, name)) for name in ("vrnative.c", "fastpath.c", "follow.c", "region.c")],
     include_dirs=[os.path.relpath(HERE)],
     extra_compile_args=["-O2", "-Wall"],
 )

@@ -35,6 +35,7 @@
 #include <sys/syscall.h>
 
 #include "vrnative.h"
+#include "region.h"
 
 #define PAGE 4096ULL
 #define MAX_FDS 16
@@ -53,6 +54,7 @@ struct slot {
     int statm_fd;       /* /proc/TGID/statm, read while a budget is set */
     uint64_t rss_seen;  /* resident pages at the last reading ... */
     uint64_t seen_ns;   /* ... and when (0: not read yet) */
+    struct vr_region *region;   /* the in-process library's, or NULL (region.c) */
 };
 
 static struct slot *slots;
@@ -61,6 +63,10 @@ static int32_t *slot_of_tid;   /* tid -> slot + 1, 0 if unknown */
 static long max_tid;
 static uint64_t budget_high;   /* resident pages that hand calls back; 0: no budget */
 static uint64_t budget_seen;   /* the sum of every slot's rss_seen */
+
+static void region_sync(struct slot *s);
+static void region_runs(struct slot *s);
+static void region_deadlines(void);
 
 int vr_fast_init(void)
 {
@@ -87,9 +93,13 @@ int vr_fast_slot(int slot, int maps_fd, int lock_check)
         if (!grown)
             return -ENOMEM;
         for (int i = nslots; i < n; i++)
-            grown[i] = (struct slot){ -1, 0, 0, 0, 0, NULL, -1, 0, 0 };
+            grown[i] = (struct slot){ -1, 0, 0, 0, 0, NULL, -1, 0, 0, NULL };
         slots = grown;
         nslots = n;
+    }
+    if (maps_fd < 0) {   /* the space is gone */
+        vr_region_unmap(slots[slot].region);
+        slots[slot].region = NULL;
     }
     slots[slot].maps_fd = maps_fd;
     slots[slot].lock_check = lock_check;
@@ -98,6 +108,7 @@ int vr_fast_slot(int slot, int maps_fd, int lock_check)
     budget_seen -= slots[slot].rss_seen;
     slots[slot].statm_fd = -1;
     slots[slot].rss_seen = slots[slot].seen_ns = 0;
+    region_sync(&slots[slot]);
     return 0;
 }
 
@@ -106,6 +117,7 @@ static uint64_t now_ns(void);
 void vr_fast_set_budget(uint64_t high_pages)
 {
     budget_high = high_pages;
+    region_deadlines();
 }
 
 int vr_fast_set_rss(int slot, int statm_fd, int64_t rss_pages)
@@ -118,6 +130,7 @@ int vr_fast_set_rss(int slot, int statm_fd, int64_t rss_pages)
     s->statm_fd = statm_fd;
     s->rss_seen = seen;
     s->seen_ns = rss_pages < 0 ? 0 : now_ns();
+    region_deadlines();
     return 0;
 }
 
@@ -144,6 +157,7 @@ static int over_budget(struct slot *s)
     budget_seen += seen - s->rss_seen;
     s->rss_seen = seen;
     s->seen_ns = now;
+    region_deadlines();
     return budget_seen >= budget_high;
 }
 
@@ -160,14 +174,20 @@ int vr_fast_slot_of(int tid)
 
 void vr_fast_set_lock_check(int slot, int on)
 {
-    if (slot >= 0 && slot < nslots)
+    if (slot >= 0 && slot < nslots) {
         slots[slot].lock_check = on;
+        if (slots[slot].region)
+            vr_region_set_flag(&slots[slot].region->lock_check, on);
+    }
 }
 
 void vr_fast_set_repin_all(int slot, int on)
 {
-    if (slot >= 0 && slot < nslots)
+    if (slot >= 0 && slot < nslots) {
         slots[slot].repin_all = on;
+        if (slots[slot].region)
+            vr_region_set_flag(&slots[slot].region->claim, on);
+    }
 }
 
 int vr_fast_set_purged(int slot, const uint64_t *runs, int n)
@@ -184,6 +204,7 @@ int vr_fast_set_purged(int slot, const uint64_t *runs, int n)
     }
     memcpy(s->purged, runs, 2 * n * sizeof *runs);
     s->npurged = n;
+    region_runs(s);
     return 0;
 }
 
@@ -241,6 +262,7 @@ int vr_fast_add_purged(int slot, const uint64_t *runs, int n)
         s->purged[2 * i] = start;
         s->purged[2 * i + 1] = end;
     }
+    region_runs(s);
     return 0;
 }
 
@@ -273,6 +295,7 @@ int vr_fast_cut_purged(int slot, uint64_t start, uint64_t end)
             2 * (size_t)(s->npurged - j) * sizeof *s->purged);
     memcpy(&s->purged[2 * i], keep, 2 * (size_t)nkeep * sizeof *keep);
     s->npurged += shift;
+    region_runs(s);
     return 0;
 }
 
@@ -380,12 +403,20 @@ static int serve_one(const struct vr_fast_profile *p, int listener,
         op->slot = slot;
         op->ns = now_ns();
         if (slot >= 0)
-            slots[slot].lock_check = 1;
+            vr_fast_set_lock_check(slot, 1);
         int rc = vr_notif_send(listener, n->id, 0, 0, SECCOMP_USER_NOTIF_FLAG_CONTINUE);
         return rc == 0 ? 1 : -1;
     }
     if (slot < 0 || slot >= nslots || slots[slot].maps_fd < 0)
         return 0;
+    if (slots[slot].region) {
+        /* The library answers what C would; what it leaves to us needs
+         * Python, which takes its log first.  A budget reading now sets
+         * the deadline it checks. */
+        if (budget_high)
+            over_budget(&slots[slot]);
+        return 0;
+    }
     uint64_t args[6];   /* the kernel's __u64 as uint64_t, without aliasing them */
     memcpy(args, n->data.args, sizeof args);
     struct vr_fast_call call;
@@ -498,4 +529,118 @@ int vr_fast_serve(const struct vr_fast_profile *p, int listener, const int *fds,
         if (deadline >= 0 && (long long)now_ns() >= deadline)
             return VR_FAST_TIMEOUT;
     }
+}
+
+/* --- the in-process library's region (region.h, region.c) ------------------------- */
+
+static void region_runs(struct slot *s)
+{
+    if (s->region)
+        vr_region_publish_runs(s->region, s->purged, s->npurged);
+}
+
+static void region_sync(struct slot *s)
+{
+    if (!s->region)
+        return;
+    region_runs(s);
+    vr_region_set_flag(&s->region->lock_check, s->lock_check);
+    vr_region_set_flag(&s->region->claim, s->repin_all);
+    region_deadlines();
+}
+
+/* Each region's budget deadline: when its process could have used up the
+ * headroom below the high mark (as over_budget assumes), or at once if
+ * there is none or no reading yet; 0 without a budget. */
+static void region_deadlines(void)
+{
+    for (int i = 0; i < nslots; i++) {
+        struct slot *s = &slots[i];
+        if (!s->region)
+            continue;
+        uint64_t deadline = 0;
+        if (budget_high) {
+            deadline = 1;
+            if (s->seen_ns && budget_seen < budget_high)
+                deadline = s->seen_ns + (budget_high - budget_seen) * PAGE / RSS_BYTES_PER_NS;
+        }
+        __atomic_store_n(&s->region->budget_deadline, deadline, __ATOMIC_RELEASE);
+    }
+}
+
+int vr_fast_attach(int slot, int memfd, const struct vr_fast_profile *p)
+{
+    if (slot < 0 || slot >= nslots || slots[slot].maps_fd < 0)
+        return -EINVAL;
+    struct slot *s = &slots[slot];
+    if (s->region)
+        return -EBUSY;
+    struct vr_region *r = vr_region_map(memfd);
+    if (!r)
+        return -EPROTO;
+    int held = vr_region_hold(r);
+    if (held) {
+        vr_region_unmap(r);
+        return held;
+    }
+    r->nr = p->nr;
+    r->mode_volatile = p->mode_volatile;
+    r->mode_nonvolatile = p->mode_nonvolatile;
+    r->returns_purged = p->returns_purged;
+    r->purged_arg = p->purged_arg;
+    r->flags_arg = p->flags_arg;
+    r->behavior_arg = p->behavior_arg;
+    r->allowed_flags = p->allowed_flags;
+    r->user_end = p->user_end;
+    s->region = r;
+    region_sync(s);
+    __atomic_store_n(&r->ready, 1, __ATOMIC_RELEASE);
+    return 0;
+}
+
+/* Stop serving a region: the library leaves every call to the trap. */
+void vr_fast_detach(int slot)
+{
+    if (slot >= 0 && slot < nslots && slots[slot].region) {
+        vr_region_unmap(slots[slot].region);
+        slots[slot].region = NULL;
+    }
+}
+
+int vr_fast_has_region(int slot)
+{
+    return slot >= 0 && slot < nslots && slots[slot].region != NULL;
+}
+
+int vr_fast_take(int slot, uint64_t *out, int max)
+{
+    if (!vr_fast_has_region(slot))
+        return 0;
+    return vr_region_peek(slots[slot].region, out, max);
+}
+
+int vr_fast_consume(int slot, uint32_t pos, int answer)
+{
+    if (!vr_fast_has_region(slot))
+        return -EINVAL;
+    return vr_region_consume(slots[slot].region, pos, answer);
+}
+
+void vr_fast_claim(int slot)
+{
+    if (vr_fast_has_region(slot))
+        vr_region_set_flag(&slots[slot].region->claim, 1);
+}
+
+/* served, escaped, cancelled, and whether a wake-up was asked for (cleared). */
+int vr_fast_region_counts(int slot, uint64_t out[4])
+{
+    if (!vr_fast_has_region(slot))
+        return -EINVAL;
+    struct vr_region *r = slots[slot].region;
+    out[0] = __atomic_load_n(&r->served, __ATOMIC_RELAXED);
+    out[1] = __atomic_load_n(&r->escaped, __ATOMIC_RELAXED);
+    out[2] = __atomic_load_n(&r->cancelled, __ATOMIC_RELAXED);
+    out[3] = __atomic_exchange_n(&r->wake_pending, 0, __ATOMIC_SEQ_CST);
+    return 0;
 }

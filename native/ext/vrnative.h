@@ -4,6 +4,9 @@
 #define VR_TRAP_NOTIFY 0
 #define VR_TRAP_PTRACE 1
 #define VR_VMA_COVERING_OR_NEXT 16
+#define VR_HELLO_MODE 0x76720001  /* region.h: the in-process library's hello */
+#define VR_BARRIER_MODE 0x76720002
+#define VR_ESCAPE_ARG 0x7672657363617065
 #define VR_STUB_DONE_NR 45054   /* 0xaffe: the stub's end-of-batch call (linux/stub.py) */
 
 struct vr_spawn_result {
@@ -154,6 +157,18 @@ struct pollfd;
 int vr_follow_ready(const struct pollfd *pfd, const int *fds, short *revents, int nfds,
                     int nops);
 int vr_fast_slot_of(int tid);
+/* region.c and fastpath.c: the in-process library's region (region.h). */
+#define VR_OP_WORDS 4        /* an entry of vr_fast_take: start, end, position, flags */
+#define VR_OPF_VOLATILE 1
+#define VR_OPF_PARTIAL 2
+#define VR_OPF_CANCELLED 4   /* the tid from bit 8 */
+int vr_fast_attach(int slot, int memfd, const struct vr_fast_profile *p);
+int vr_fast_has_region(int slot);
+void vr_fast_detach(int slot);
+int vr_fast_take(int slot, uint64_t *out, int max);
+int vr_fast_consume(int slot, uint32_t pos, int answer);
+void vr_fast_claim(int slot);
+int vr_fast_region_counts(int slot, uint64_t out[4]);
 int vr_resident_runs(int pagemap_fd, uint64_t start, uint64_t end, uint64_t *out,
                      int max_runs);
 int vr_missing_runs(int pagemap_fd, uint64_t start, uint64_t end, uint64_t *out,

@@ -79,6 +79,11 @@ class FastLoop:
         self._taken = ffi.new("int[2]")
         self._fds = None
 
+    @property
+    def profile(self):
+        """The call layout C decodes with (struct vr_fast_profile)."""
+        return self._profile
+
     def follow(self, sigfd, nr):
         """Follow routine ptrace stops in C when `sigfd` (the supervisor's
         signalfd) holds SIGCHLD alone; `nr`: the vrange number (a signal's

@@ -37,12 +37,13 @@ class Started(NamedTuple):
     trap: str       # "notify" or "ptrace" (after any fallback)
 
 
-def start(argv, nr, trap, log, cgroup_procs=None):
+def start(argv, nr, trap, log, cgroup_procs=None, env=None):
     """Fork, join the cgroup whose cgroup.procs file is given (if any),
-    filter syscall `nr`, seize, exec `argv`; falls back to ptrace trapping
+    filter syscall `nr`, seize, exec `argv` (with the variables `env` added
+    in notify mode: the in-process library); falls back to ptrace trapping
     if this kernel has no seccomp user notification.  Raises SetupError
     with the exit status vrange-run should use."""
-    res = _spawn_once(argv, nr, trap, cgroup_procs)
+    res = _spawn_once(argv, nr, trap, cgroup_procs, env if trap == "notify" else None)
     if res.fail_stage == 2 and trap == "notify" and res.fail_errno == errno.EINVAL:
         log("seccomp user notification unavailable: trapping with ptrace")
         trap = "ptrace"
@@ -56,7 +57,20 @@ def start(argv, nr, trap, log, cgroup_procs=None):
     return Started(res.pid, res.listener, trap)
 
 
-def _spawn_once(argv, nr, trap, cgroup_procs):
+def _spawn_once(argv, nr, trap, cgroup_procs, env=None):
+    saved = {name: os.environ.get(name) for name in env or ()}
+    os.environ.update(env or {})   # execvp() passes environ on
+    try:
+        return _spawn_with_environ(argv, nr, trap, cgroup_procs)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _spawn_with_environ(argv, nr, trap, cgroup_procs):
     res = ffi.new("struct vr_spawn_result *")
     keep = [ffi.new("char[]", os.fsencode(a)) for a in argv]
     c_argv = ffi.new("char *[]", keep + [ffi.NULL])

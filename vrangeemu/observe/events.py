@@ -82,7 +82,7 @@ class Call(NamedTuple):
     ret: int
     errno: int
     purged: bool
-    path: str            # "native" (the C loop) or "python"
+    path: str            # "native" (the C loop), "inproc" (the program's library) or "python"
     volatile: int        # of the process after the call
     purged_bytes: int
     t: Optional[float] = None

@@ -26,7 +26,7 @@ import sys
 import time
 import traceback
 
-from ..linux import ptrace, stub
+from ..linux import inproc, ptrace, stub
 from ..linux.errors import TaskGone
 from ..linux.notify import Listener
 from ..linux.process import SignalFd, write_i32
@@ -72,8 +72,10 @@ class RunState:
 
 class Supervisor:
     def __init__(self, argv, profile, trap="notify", log=None, purged_access="sigbus",
-                 fork_volatility="inherit", policy=None, check_access="off", bus=None):
+                 fork_volatility="inherit", policy=None, check_access="off", bus=None,
+                 inproc=True):
         self.argv = argv
+        self.inproc = inproc   # preload the in-process library (notify mode)
         self.profile = profile
         self.trap = trap
         self.log = log or (lambda msg: None)
@@ -82,6 +84,7 @@ class Supervisor:
         fault = os.environ.get("VRANGEEMU_TEST_FAULT", "")
         self.checking = os.environ.get("VRANGEEMU_CHECK") == "1"
         self.native = NativeCalls(self.bus, self._space_of)
+        self.native.log = self.log
         self.tasks = TaskTable(self.bus, self.native, itertools.count(1).__next__, self.log,
                                fork_inherit=fork_volatility == "inherit")
         self.stops = ptrace.StopQueue()
@@ -111,14 +114,22 @@ class Supervisor:
     # --- start ---------------------------------------------------------------
     def spawn(self):
         """Start the program seized and filtered (see linux/spawn.py)."""
-        started = start(self.argv, self.profile.nr, self.trap, self.log, self.cgroup_procs)
+        native = os.environ.get("VRANGEEMU_FASTPATH", "1") != "0"
+        library = inproc.library_path() if self.inproc and native else None
+        if self.inproc and native and library is None:
+            self.log("in-process path off: vrangeemu._inproc is not built")
+        env = inproc.environment(self.profile.nr, library) if library else None
+        started = start(self.argv, self.profile.nr, self.trap, self.log, self.cgroup_procs, env)
         self.trap = started.trap
         self.tasks.first(started.pid)
         if started.listener >= 0:
             self.listener = Listener(started.listener)
             self.tasks.locks_trapped = True   # the filter reports mlock & co
-            if os.environ.get("VRANGEEMU_FASTPATH", "1") != "0":
-                self.native.start(started.listener, self.profile, self.sigfd.fd)
+            if native:
+                self.native.start(started.listener, self.profile, self.sigfd.fd,
+                                  inproc=env is not None)
+                if self.native.inproc:
+                    self.native.inproc.purger = self.purger
 
     # --- the loop -------------------------------------------------------------
     def run(self):
@@ -203,6 +214,7 @@ class Supervisor:
             self.purger.continue_later()   # calls waiting now were served first
             self._sample()
             if self.live and self.live.due_in() <= 0:
+                self.native.drain_all()   # the view shows what the libraries answered
                 self.live.refresh()
             if self.checking:
                 self._check()
@@ -227,6 +239,7 @@ class Supervisor:
         if now < self._sample_due or not self.bus.wants(Sample):
             return
         self._sample_due = now + SAMPLE_EVERY
+        self.native.drain_all()
         for space in self.tasks.spaces():
             self.bus.emit(Sample(pid=space.tgid, rss=space.memory.anon_rss(),
                                  volatile=space.ranges.volatile_bytes,
@@ -302,6 +315,14 @@ class Supervisor:
                 self.listener.send(notif_id, 0, errno.ENOMEM)
                 return
             self.native.set_maps(space)
+        if inproc.is_hello(args):   # the in-process library's first call
+            attached = self.native.attach(space, args[0], args[1])
+            self.listener.send(notif_id, 0, 0 if attached else errno.ENOSYS)
+            return
+        self.native.drain(space)   # what the library answered comes first
+        if inproc.is_barrier(args):   # the purge it asked for is done (signals first)
+            self.listener.send(notif_id, 0, 0)
+            return
         with self.purger.busy_with(tid):   # another thread stops for a purge if one can
             at_mark = self.watch is not None and self.watch.at_call(space)
         if at_mark:
@@ -525,6 +546,7 @@ class Supervisor:
 
     def abandon(self):
         """After an internal error: stop tracing and wait for the program."""
+        self.native.release()
         if self.listener:
             self.listener.close()
         return abandon(self.tasks, self.stops)

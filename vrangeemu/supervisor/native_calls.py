@@ -20,6 +20,7 @@ from ..linux.fastloop import HUP, LOCK, OP_VOLATILE, FastLoop, Followed
 from ..model.trap import repin_checked
 from ..observe.events import Call, Lock
 from . import calls
+from .inproc import InProcess
 
 
 def _mirrored(name, doc):
@@ -39,21 +40,29 @@ class NativeCalls:
         self.space_of = space_of
         self.loop = None       # linux.fastloop.FastLoop while active
         self.followed = None   # follow.Following, set by the supervisor
+        self.inproc = None     # inproc.InProcess while the in-process path is on
+        self.log = lambda msg: None
         self._returns_bytes = True
 
     @property
     def active(self):
         return self.loop is not None
 
-    def start(self, listener_fd, profile, sigfd=None):
+    def start(self, listener_fd, profile, sigfd=None, inproc=False):
         """Serve calls in C; with `sigfd` (the supervisor's signalfd) also
-        follow the routine ptrace stops there."""
+        follow the routine ptrace stops there; with `inproc`, attach the
+        regions of the in-process library (supervisor/inproc.py)."""
         self.loop = FastLoop(listener_fd, profile)
         self._returns_bytes = profile.returns != "purged"
         if sigfd is not None and os.environ.get("VRANGEEMU_FOLLOW", "1") != "0":
             self.loop.follow(sigfd, profile.nr)
+        if inproc:
+            self.inproc = InProcess(self, profile, self.log)
 
     def close(self):
+        if self.inproc is not None:
+            self.inproc.close()
+            self.inproc = None
         if self.loop is not None:
             self.loop.close()
             self.loop = None
@@ -63,9 +72,14 @@ class NativeCalls:
         """Let the native loop serve calls; returns (ready fds as poll()
         results, a call it handed back or None).  The model is current when
         this returns."""
-        why, ready, call, stops = self.loop.serve(fds, timeout, self._apply)
+        woken = self.inproc.fd if self.inproc else None
+        why, ready, call, stops = self.loop.serve(
+            fds if woken is None else [*fds, woken], timeout, self._apply)
         if stops:
             self.followed.hand_back(stops)
+        if woken in ready:
+            ready.discard(woken)
+            self.inproc.woken()
         if why == HUP:   # no process holds the filter any more
             self.close()
         return dict.fromkeys(ready, select.POLLIN), call
@@ -104,13 +118,43 @@ class NativeCalls:
         if self.loop:
             self.loop.set_may_lock(space)
 
+    # --- the in-process path: each operation is a no-op while it is off ------------
+    def attach(self, space, memfd, efd):
+        """The in-process library of `space` said hello: True if attached."""
+        return self.inproc is not None and self.inproc.attach(space, memfd, efd)
+
+    def drain(self, space):
+        """Apply the in-process log of `space` before its model is read."""
+        if self.inproc is not None:
+            self.inproc.drain(space)
+
+    def drain_all(self):
+        if self.inproc is not None:
+            self.inproc.drain_all()
+
+    def release(self):
+        """After an internal error: every library leaves its calls to the trap."""
+        if self.inproc is not None:
+            self.inproc.release()
+
+    def claim(self, space):
+        """A purge of `space` starts: its library leaves re-pins to us."""
+        if self.inproc is not None:
+            self.inproc.claim(space)
+
+    def drop(self, space):
+        """Free the slot of a space that is gone (its in-process log applied first)."""
+        if self.inproc is not None:
+            self.inproc.detach(space)
+        if self.loop:
+            self.loop.drop(space)
+
     # --- the mirror: each operation is a no-op while inactive ------------------------
     unfollow = _mirrored("unfollow", "A space has a volatile range: its stops need Python.")
     set_maps = _mirrored("set_maps", "A space's maps fd was opened at its first call.")
     started = _mirrored("started", "Python took a task's first stop itself.")
     group_stop = _mirrored("group_stop", "Python holds a task in a group-stop (or no longer).")
     add = _mirrored("add", "Give a new space a slot.")
-    drop = _mirrored("drop", "Free the slot of a space that is gone.")
     bind = _mirrored("bind", "Tell C which space a task's calls are for.")
     unbind = _mirrored("unbind", "Forget a task.")
     sync_purged = _mirrored("sync_purged", "Push every purged page and trapped span of a "

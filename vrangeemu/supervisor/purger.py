@@ -89,6 +89,7 @@ class Purger:
         than scanning again (its cost: what changed); a space with every
         volatile page purged already is left alone (a storm of requests over
         hundreds of processes once kept the loop from serving calls)."""
+        self.mirror.drain_all()
         for space in self.tasks.spaces():
             request = space.purge
             if space.purge_under_way:
@@ -156,6 +157,7 @@ class Purger:
         """Pressure wants `need` bytes: purge the oldest volatile ranges
         across all spaces.  False if nothing is left to purge (and nothing
         is on its way)."""
+        self.mirror.drain_all()
         spaces = self.tasks.spaces()
         now = time.monotonic()
         if now >= self._resident_seen_due:   # for --stats: at most 10 times a second,
@@ -311,6 +313,10 @@ class Purger:
         request, space.purge = space.purge, None
         if request is None:
             return
+        # The in-process library leaves re-pins to us from here on; what it
+        # answered before goes into the model before anything is planned.
+        self.mirror.claim(space)
+        self.mirror.drain(space)
         discardable = lambda lo, hi: self.sharing.discardable(space, lo, hi)   # noqa: E731
         since = space.ranges.newest_stamp()
         if request.runs == "all":

@@ -143,6 +143,7 @@ class TaskTable:
             shares_mm = event == ptrace.EVENT_VFORK or procfs.tgid_of(tid) == parent.space.tgid
         space = parent.space
         if not shares_mm:
+            self.mirror.drain(space)   # the in-process log, before the copy
             model = space.model.fork(tid, inherit=self.fork_inherit)
             space = self._register(model, ProcessMemory(tid, bound=not followed),
                                    stub=space.stub)   # the stub is mapped in both
