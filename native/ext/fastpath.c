@@ -632,8 +632,8 @@ void vr_fast_claim(int slot)
         vr_region_set_flag(&slots[slot].region->claim, 1);
 }
 
-/* served, escaped, cancelled, and whether a wake-up was asked for (cleared). */
-int vr_fast_region_counts(int slot, uint64_t out[4])
+/* Calls answered in the program, left to the supervisor, taken back. */
+int vr_fast_region_counts(int slot, uint64_t out[3])
 {
     if (!vr_fast_has_region(slot))
         return -EINVAL;
@@ -641,6 +641,12 @@ int vr_fast_region_counts(int slot, uint64_t out[4])
     out[0] = __atomic_load_n(&r->served, __ATOMIC_RELAXED);
     out[1] = __atomic_load_n(&r->escaped, __ATOMIC_RELAXED);
     out[2] = __atomic_load_n(&r->cancelled, __ATOMIC_RELAXED);
-    out[3] = __atomic_exchange_n(&r->wake_pending, 0, __ATOMIC_SEQ_CST);
     return 0;
+}
+
+/* About to drain: the library may wake us again (it wakes once until then). */
+void vr_fast_rearm(int slot)
+{
+    if (vr_fast_has_region(slot))
+        __atomic_store_n(&slots[slot].region->wake_pending, 0, __ATOMIC_SEQ_CST);
 }

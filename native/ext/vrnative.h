@@ -168,7 +168,8 @@ void vr_fast_detach(int slot);
 int vr_fast_take(int slot, uint64_t *out, int max);
 int vr_fast_consume(int slot, uint32_t pos, int answer);
 void vr_fast_claim(int slot);
-int vr_fast_region_counts(int slot, uint64_t out[4]);
+int vr_fast_region_counts(int slot, uint64_t out[3]);
+void vr_fast_rearm(int slot);
 int vr_resident_runs(int pagemap_fd, uint64_t start, uint64_t end, uint64_t *out,
                      int max_runs);
 int vr_missing_runs(int pagemap_fd, uint64_t start, uint64_t end, uint64_t *out,

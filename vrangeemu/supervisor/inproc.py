@@ -46,7 +46,7 @@ class InProcess:
         self._efds = {}          # slot -> our copy of the library's eventfd
         self._spaces = {}        # slot -> space with a region
         self._ops = ffi.new("uint64_t[]", WORDS * TAKE)
-        self._counts = ffi.new("uint64_t[4]")
+        self._counts = ffi.new("uint64_t[3]")
         self._draining = set()   # id() of spaces being drained (settle purges inside)
 
     @property
@@ -149,6 +149,7 @@ class InProcess:
 
     def _drain(self, space, final):
         slot, buf = space.slot, self._ops
+        lib.vr_fast_rearm(slot)   # before the log is read: no wake-up is lost
         emit = self.native.bus.emit if self.native.bus.wants(Call) else None
         # A VOLATILE followed at once by the NONVOLATILE of the same range,
         # with nothing volatile there before, leaves the model as it was:
@@ -192,10 +193,13 @@ class InProcess:
         """The entry before `i` is a VOLATILE of [start, end) at `pos`: if
         entry `i` re-pins exactly that range and nothing there was volatile
         or trapped, apply the pair as counts alone.  False: apply it alone."""
-        nstart, nend, npos, nflags = words[WORDS * i:WORDS * i + WORDS]
-        if (nstart, nend) != (start, end) or nflags & (lib.VR_OPF_VOLATILE | lib.VR_OPF_CANCELLED):
+        at = WORDS * i
+        if (words[at] != start or words[at + 1] != end
+                or words[at + 3] & (lib.VR_OPF_VOLATILE | lib.VR_OPF_CANCELLED)):
             return False
-        if space.ranges.overlapping(start, end) or space.trapped.overlapping(start, end):
+        npos = words[at + 2]
+        if space.ranges.overlapping(start, end) or (space.trapped and
+                                                    space.trapped.overlapping(start, end)):
             return False
         slot = space.slot
         consume(slot, pos, 0)

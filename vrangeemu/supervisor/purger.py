@@ -78,6 +78,7 @@ class Purger:
         self.use_purger = fault != "no-purger"   # purge through a thread of our own
         self._prepared = set()   # id() of spaces prepare() was asked for
         self.busy = set()        # tids in a received, unanswered call: they stop last
+        self._settling = set()   # id() of spaces in settle()
         self._resident_seen_due = 0.0
         tasks.on_task_left.append(self.retire)
         tasks.on_space_end.append(lambda space: self._prepared.discard(id(space)))
@@ -130,11 +131,13 @@ class Purger:
             return
         request.runs = rest
         space.purge = PurgeRequest(mine, request.why, space.purger.tid)
+        self._settling.add(id(space))   # the claim stays: the purge goes on after this part
         try:
             self.run_at_stop(space.purger, sliced=False)
         except TaskGone:   # the process is going: the answer goes out as it is
             pass
         finally:
+            self._settling.discard(id(space))
             if space.purge is None and rest and space.tids:
                 space.purge = request
             self._tell_mirror(space)
@@ -150,8 +153,10 @@ class Purger:
 
     def _tell_mirror(self, space):
         """While a purge of `space` is under way in slices, every NONVOLATILE
-        there needs Python (settle)."""
-        self.mirror.set_repin_all(space, space.purge_under_way)
+        there needs Python (settle).  Also the in-process library's claim: it
+        must not drop while settle() carries out part of a purge that goes
+        on (a re-pin answered then could be discarded by the rest)."""
+        self.mirror.set_repin_all(space, space.purge_under_way or id(space) in self._settling)
 
     def relieve(self, need):
         """Pressure wants `need` bytes: purge the oldest volatile ranges
