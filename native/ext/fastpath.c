@@ -409,12 +409,13 @@ static int serve_one(const struct vr_fast_profile *p, int listener,
     }
     if (slot < 0 || slot >= nslots || slots[slot].maps_fd < 0)
         return 0;
-    if (slots[slot].region) {
-        /* The library answers what C would; what it leaves to us needs
-         * Python, which takes its log first.  A budget reading now sets
-         * the deadline it checks. */
+    if (slots[slot].region && vr_region_pending(slots[slot].region)) {
+        /* Its library logged calls we have not applied: Python takes them
+         * first, so this call lands after them.  (With nothing logged, a
+         * call the library left to us, e.g. while a purge is under way,
+         * is served here as any other.) */
         if (budget_high)
-            over_budget(&slots[slot]);
+            over_budget(&slots[slot]);   /* sets the deadline the library checks */
         return 0;
     }
     uint64_t args[6];   /* the kernel's __u64 as uint64_t, without aliasing them */

@@ -105,6 +105,14 @@ int vr_region_peek(struct vr_region *r, uint64_t *out, int max)
     return n;
 }
 
+/* 1 if an entry waits at the tail (published or cancelled, not consumed). */
+int vr_region_pending(struct vr_region *r)
+{
+    uint32_t pos = (uint32_t)r->tail;
+    struct vr_cell c = vr_cell_load(&r->cells[pos % VR_REGION_CELLS]);
+    return VR_CELL_POS(c.w0) == pos && VR_CELL_STATE(c.w0) != VR_CELL_FREE;
+}
+
 /* Consume the entry at the tail (`pos`): 1 if it was still published (the
  * caller applies it; `answer` is what its cancel would have read), 0 if it
  * was cancelled (the caller asks the supervisor instead), -EINVAL if `pos`

@@ -16,7 +16,9 @@
 #include <linux/futex.h>
 
 #define VR_REGION_MAGIC 0x316e6f6967657276ULL   /* "vregion1" */
+#ifndef VR_REGION_CELLS   /* also in vrnative.h, for Python */
 #define VR_REGION_CELLS 4096      /* a power of two */
+#endif
 #define VR_REGION_RUNS 16384      /* runs the table holds; more: `overflow` */
 #ifndef VR_HELLO_MODE   /* also in vrnative.h, for Python */
 #define VR_HELLO_MODE 0x76720001  /* vrange(memfd, eventfd, VR_HELLO_MODE): attach me */
@@ -126,6 +128,7 @@ void vr_region_unmap(struct vr_region *r);
 void vr_region_publish_runs(struct vr_region *r, const uint64_t *runs, int n);
 void vr_region_set_flag(uint32_t *flag, int on);
 int vr_region_peek(struct vr_region *r, uint64_t *out, int max);
+int vr_region_pending(struct vr_region *r);
 int vr_region_consume(struct vr_region *r, uint32_t pos, int answer);
 
 #endif

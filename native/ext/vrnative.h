@@ -158,6 +158,7 @@ int vr_follow_ready(const struct pollfd *pfd, const int *fds, short *revents, in
                     int nops);
 int vr_fast_slot_of(int tid);
 /* region.c and fastpath.c: the in-process library's region (region.h). */
+#define VR_REGION_CELLS 4096   /* region.h: entries its log holds */
 #define VR_OP_WORDS 4        /* an entry of vr_fast_take: start, end, position, flags */
 #define VR_OPF_VOLATILE 1
 #define VR_OPF_PARTIAL 2

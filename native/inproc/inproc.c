@@ -264,7 +264,7 @@ static int publish(struct local *l, struct vr_region *r, uint64_t w0_flags, int 
                    uint64_t w1, uint32_t *pos_out, struct vr_cell *mine)
 {
     uint64_t waited_since = 0;
-    for (;;) {
+    for (int tries = 0; tries < 1 << 20; tries++) {   /* a region scribbled over: give up */
         uint64_t head = __atomic_load_n(&r->head, __ATOMIC_ACQUIRE);
         uint32_t pos = (uint32_t)head;
         struct vr_cell *cell = &r->cells[pos % VR_REGION_CELLS];
@@ -295,6 +295,7 @@ static int publish(struct local *l, struct vr_region *r, uint64_t w0_flags, int 
             nanosleep(&nap, NULL);
         }   /* else `head` was stale: read it again */
     }
+    return 0;
 }
 
 /* Take entry `pos` back.  1 if cancelled (ask the supervisor), 0 if it was
@@ -354,8 +355,15 @@ static int serve(const long a[6], long *ret)
     uint64_t deadline = __atomic_load_n(&r->budget_deadline, __ATOMIC_ACQUIRE);
     if (deadline && now_ns() >= deadline)
         return 0;   /* at the RSS budget's mark: the supervisor purges first */
-    if (volatile_ ? __atomic_load_n(&r->lock_check, __ATOMIC_ACQUIRE)
-                  : __atomic_load_n(&r->claim, __ATOMIC_ACQUIRE) || meets_runs(r, start, end))
+    /* While a purge is under way every call takes the trap: a re-pin must
+     * settle with it, and the program may not outrun it (the native loop
+     * then serves a call between slices of the purge, as for any program,
+     * instead of vrange-run applying a log that grows faster than it
+     * purges). */
+    if (__atomic_load_n(&r->claim, __ATOMIC_ACQUIRE))
+        return 0;
+    if (volatile_ ? (int)__atomic_load_n(&r->lock_check, __ATOMIC_ACQUIRE)
+                  : meets_runs(r, start, end))
         return 0;
     if (!plain_anon(l->maps_fd, start, end))
         return 0;

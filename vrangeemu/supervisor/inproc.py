@@ -157,10 +157,15 @@ class InProcess:
         # cost would bound how fast a program can make calls).
         pairs = emit is None and not final and not space.purge_under_way
         repinned = False
-        while True:
-            n = lib.vr_fast_take(slot, buf, TAKE)
+        # At most a log's worth: that covers every entry published before
+        # this drain began (a purge's claim came first), and a program that
+        # logs as fast as we apply cannot keep the loop from its other work.
+        left = lib.VR_REGION_CELLS
+        while left > 0:
+            n = lib.vr_fast_take(slot, buf, min(TAKE, left))
             if n <= 0:
-                return self._after(space, repinned)
+                break
+            left -= n
             words = ffi.unpack(buf, WORDS * n)
             i = 0
             while i < n:
@@ -188,6 +193,7 @@ class InProcess:
                               errno=0, purged=purged, path="inproc",
                               volatile=space.ranges.volatile_bytes,
                               purged_bytes=space.ranges.purged_bytes))
+        self._after(space, repinned)
 
     def _pair(self, space, words, i, start, end, pos):
         """The entry before `i` is a VOLATILE of [start, end) at `pos`: if

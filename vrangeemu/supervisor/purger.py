@@ -171,8 +171,12 @@ class Purger:
                 space.stats.resident_volatile_peak = max(space.stats.resident_volatile_peak,
                                                          resident)
             self._resident_seen_due = now + max(0.1, 20 * (time.monotonic() - now))
+        # A purge going on in slices is on its way too: planning it anew at
+        # every reading would walk every range again each slice while a fast
+        # program keeps the group over the mark.
         in_flight = [sp for sp in spaces
-                     if sp.purge is not None and sp.purge.state(now) == "waiting"]
+                     if sp.purge is not None and (sp.purge.state(now) == "waiting"
+                                                  or sp.purge_under_way)]
         idle = [sp for sp in spaces if sp not in in_flight]
         for space in idle:   # an overdue request is planned again
             self._drop_later(space)
