@@ -23,13 +23,12 @@
  *
  * fork: the state page is MADV_WIPEONFORK and the region MADV_DONTFORK, so
  * a child starts over with a hello of its own; vfork and CLONE_VM children
- * share the parent's memory, and so its region.  exec: a new image, a new
- * library.
+ * share the parent's memory but are another process, so their calls take
+ * the trap (getpid() each call).  exec: a new image, a new library.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -66,9 +65,9 @@ struct local {
 };
 enum { STATE_NONE, STATE_HELLO, STATE_ATTACHED, STATE_OFF };
 
-static struct local *local;
+static struct local *local;          /* MADV_WIPEONFORK */
 static long vr_nr = -1;              /* -1: the library is off */
-static int inherited[2] = { -1, -1 };   /* fds a glibc fork child closes */
+static int inherited[2] = { -1, -1 };   /* fds a fork child closes at its hello */
 static __thread int tid_cached, tid_pid;
 /* The main thread's stack mapping, as this thread found it at its first
  * call (end 1: not on it); a forked child runs on the same addresses. */
@@ -87,31 +86,26 @@ static long raw6(long nr, long a, long b, long c, long d, long e, long f)
     return ret;
 }
 
-static void after_fork_child(void)
-{
-    /* The child's state page was wiped: the parent's fds are ours to close. */
-    for (int i = 0; i < 2; i++)
-        if (inherited[i] >= 0) {
-            close(inherited[i]);
-            inherited[i] = -1;
-        }
-}
-
+/* As little as can be: every exec'd program loads the library, and most
+ * never call vrange (no malloc here: pthread_atfork alone cost 12 us a
+ * process).  The state page is wiped in a fork child, so a child sees a
+ * zero pid and says hello itself, while a vfork child, which shares the
+ * page, sees its parent's pid. */
 __attribute__((constructor)) static void inproc_init(void)
 {
     const char *nr = getenv("VRANGEEMU_INPROC_NR");
     if (!nr || !*nr)
         return;
-    void *page = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (page == MAP_FAILED)
+    struct local *l = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                           -1, 0);
+    if (l == MAP_FAILED)
         return;
-    if (madvise(page, PAGE, MADV_WIPEONFORK)) {   /* Linux < 4.14: off */
-        munmap(page, PAGE);
+    if (madvise(l, PAGE, MADV_WIPEONFORK)) {   /* Linux < 4.14: off */
+        munmap(l, PAGE);
         return;
     }
-    local = page;
-    local->pid = getpid();   /* zero again in a forked child: it says hello itself */
-    pthread_atfork(NULL, NULL, after_fork_child);
+    l->pid = getpid();
+    local = l;
     vr_nr = strtol(nr, NULL, 10);
 }
 
@@ -198,8 +192,15 @@ static int meets_runs(struct vr_region *r, uint64_t start, uint64_t end)
  * supervisor said no): the call goes to the supervisor. */
 static int hello(struct local *l)
 {
-    if (l->pid && l->pid != getpid())
-        return 0;   /* a vfork child: the state page is its parent's */
+    int me = getpid();
+    if (l->pid && l->pid != me)
+        return 0;   /* a vfork child: the page is its parent's */
+    l->pid = me;
+    for (int i = 0; i < 2; i++)   /* a fork child's copies of its parent's fds */
+        if (inherited[i] >= 0) {
+            close(inherited[i]);
+            inherited[i] = -1;
+        }
     int expected = STATE_NONE;
     if (!__atomic_compare_exchange_n(&l->state, &expected, STATE_HELLO, 0,
                                      __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
@@ -233,7 +234,6 @@ static int hello(struct local *l)
     l->region = r;
     l->maps_fd = inherited[0] = maps;
     l->efd = inherited[1] = efd;
-    l->pid = getpid();
     __atomic_store_n(&l->state, STATE_ATTACHED, __ATOMIC_RELEASE);
     return 1;
 }
@@ -398,8 +398,9 @@ static int serve(const long a[6], long *ret)
 /* After a SIGUSR1 to vrange-run: wait until it has handled it. */
 static void barrier(long pid, long sig, long rc)
 {
-    if (rc || sig != SIGUSR1 || vr_nr < 0 ||
-        __atomic_load_n(&local->state, __ATOMIC_ACQUIRE) != STATE_ATTACHED)
+    struct local *l = __atomic_load_n(&local, __ATOMIC_ACQUIRE);
+    if (rc || sig != SIGUSR1 || vr_nr < 0 || !l ||
+        __atomic_load_n(&l->state, __ATOMIC_ACQUIRE) != STATE_ATTACHED)
         return;
     const char *sup = getenv("VRANGE_SUPERVISOR_PID");
     if (pid != (sup ? atol(sup) : (long)getppid()))
@@ -435,9 +436,9 @@ EXPORT long syscall(long nr, ...)
             errno = saved;
             return rc;
         }
-        struct vr_region *r = local->region;
-        if (__atomic_load_n(&local->state, __ATOMIC_ACQUIRE) == STATE_ATTACHED)
-            __atomic_fetch_add(&r->escaped, 1, __ATOMIC_RELAXED);
+        struct local *l = __atomic_load_n(&local, __ATOMIC_ACQUIRE);
+        if (l && __atomic_load_n(&l->state, __ATOMIC_ACQUIRE) == STATE_ATTACHED)
+            __atomic_fetch_add(&l->region->escaped, 1, __ATOMIC_RELAXED);
         a[5] = (long)VR_ESCAPE_ARG;   /* no vrange ABI has a sixth argument */
     }
     rc = raw6(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
