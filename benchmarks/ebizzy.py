@@ -46,7 +46,7 @@ from vrangeemu.linux import inproc  # noqa: E402
 VRANGE_RUN = [sys.executable, "-m", "vrangeemu"]
 KiB, MiB = 1 << 10, 1 << 20
 STRATEGIES = ("vrange", "dontneed", "free", "unmap", "keep")
-THRESHOLD = 16 * KiB            # VRCACHE_THRESHOLD: every chunk size here is cached
+THRESHOLD = 4 * KiB             # VRCACHE_THRESHOLD: every chunk size here is cached
 SOURCE_BYTES = 64 * MiB         # without pressure: -n such that n * size ~ this (n <= 512)
 PRESSURE_SOURCE = 16 * MiB      # with pressure: less pinned data, the cache matters more
 PRESSURE_REFERENCE = ("vrange", "dontneed", "keep")   # also run without a limit
