@@ -104,7 +104,7 @@ CLAIMS = [
     ("--help", rf"preloads \(default on, about {US} us a call\)", [INPROC]),
     ("docs/vrange.2.md", rf"inside the program \(about {US} us a call\)", [INPROC]),
     ("README.md", rf"stops in ptrace, {US}-{US} us a call", TESTING),
-    ("README.md", rf"a compute loop costs the same \(\+{US}%\)",
+    ("README.md", rf"a compute loop costs about the same \(\+{US}%\)",
      [lambda r: r["untrapped_compute"]["overhead_pct"]]),
     ("README.md", rf"a syscall-heavy loop takes about {US}x as long",
      [lambda r: 1 + r["untrapped_syscalls"]["overhead_pct"] / 100]),
