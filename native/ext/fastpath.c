@@ -627,6 +627,48 @@ int vr_fast_consume(int slot, uint32_t pos, int answer)
     return vr_region_consume(slots[slot].region, pos, answer);
 }
 
+/* Apply-ready pairs at the head of the log: a VOLATILE and, next to it, the
+ * NONVOLATILE of the same range, where no purged page or trapped span lies
+ * and no purge is under way, are consumed here (the re-pin's answer is
+ * "not purged", as the library gave it) and returned as one op each
+ * (VR_OPF_PAIR; VR_OPF_VOLATILE alone if the re-pin was cancelled
+ * meanwhile: it comes back through the trap).  Stops at the first entry
+ * that is not such a pair: Python takes it (vr_fast_take). */
+int vr_fast_take_pairs(int slot, uint64_t *out, int max)
+{
+    if (!vr_fast_has_region(slot) || slots[slot].repin_all)
+        return 0;
+    struct slot *s = &slots[slot];
+    struct vr_region *r = s->region;
+    int n = 0;
+    while (n < max) {
+        uint32_t pos = (uint32_t)r->tail;
+        struct vr_cell a = vr_cell_load(&r->cells[pos % VR_REGION_CELLS]);
+        struct vr_cell b = vr_cell_load(&r->cells[(pos + 1) % VR_REGION_CELLS]);
+        if (VR_CELL_POS(a.w0) != pos || VR_CELL_STATE(a.w0) != VR_CELL_PUBLISHED ||
+            !(a.w0 & VR_CELL_VOLATILE) || VR_CELL_POS(b.w0) != (uint32_t)(pos + 1) ||
+            VR_CELL_STATE(b.w0) != VR_CELL_PUBLISHED || (b.w0 & VR_CELL_VOLATILE) ||
+            b.w1 != a.w1)
+            break;
+        uint64_t start = VR_CELL_FIRST(a.w1) * PAGE, end = start + VR_CELL_PAGES(a.w1) * PAGE;
+        if (meets_purged(s, start, end))
+            break;
+        if (vr_region_consume(r, pos, 0) != 1)   /* a VOLATILE is never cancelled */
+            break;
+        int both = vr_region_consume(r, pos + 1, 0) == 1;
+        uint64_t *op = &out[VR_OP_WORDS * n++];
+        op[0] = start;
+        op[1] = end;
+        op[2] = pos;
+        op[3] = (both ? VR_OPF_PAIR : VR_OPF_VOLATILE) |
+                (a.w0 & VR_CELL_PARTIAL ? VR_OPF_PARTIAL : 0) |
+                ((uint64_t)VR_CELL_TID(a.w0) << 8);
+        if (!both)
+            break;
+    }
+    return n;
+}
+
 void vr_fast_claim(int slot)
 {
     if (vr_fast_has_region(slot))

@@ -162,11 +162,13 @@ int vr_fast_slot_of(int tid);
 #define VR_OP_WORDS 4        /* an entry of vr_fast_take: start, end, position, flags */
 #define VR_OPF_VOLATILE 1
 #define VR_OPF_PARTIAL 2
-#define VR_OPF_CANCELLED 4   /* the tid from bit 8 */
+#define VR_OPF_CANCELLED 4
+#define VR_OPF_PAIR 8        /* vr_fast_take_pairs: a VOLATILE and its re-pin; the tid from bit 8 */
 int vr_fast_attach(int slot, int memfd, const struct vr_fast_profile *p);
 int vr_fast_has_region(int slot);
 void vr_fast_detach(int slot);
 int vr_fast_take(int slot, uint64_t *out, int max);
+int vr_fast_take_pairs(int slot, uint64_t *out, int max);
 int vr_fast_consume(int slot, uint32_t pos, int answer);
 void vr_fast_claim(int slot);
 int vr_fast_region_counts(int slot, uint64_t out[3]);

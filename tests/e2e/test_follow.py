@@ -86,6 +86,7 @@ def test_a_bug_while_applying_followed_stops_leaves_nothing_stopped():
     # (their fork not applied) must be detached too: the program finishes.
     script = "for i in 1 2 3 4 5 6 7 8; do /bin/true & done; wait; /bin/true; exit 6"
     proc = vrange_run("/bin/sh", "-c", script, timeout=30,
-                      env=dict(os.environ, VRANGEEMU_TEST_FAULT="follow"))
+                      env=dict(os.environ, VRANGEEMU_TEST_FAULT="follow",   # the C follower's
+                               VRANGEEMU_FASTPATH="1", VRANGEEMU_FOLLOW="1"))
     assert proc.returncode == 6, proc.stderr
     assert "internal error" in proc.stderr

@@ -22,8 +22,8 @@ pytestmark = pytest.mark.skipif(inproc.library_path() is None,
                                 reason="vrangeemu._inproc is not built (python3 setup.py build_ext)")
 
 PATHS = {   # path -> (vrange-run options, environment)
-    "inproc": ((), {"VRANGEEMU_INPROC": "1"}),
-    "native": (("--inproc", "off"), {}),
+    "inproc": ((), {"VRANGEEMU_INPROC": "1", "VRANGEEMU_FASTPATH": "1"}),
+    "native": (("--inproc", "off"), {"VRANGEEMU_FASTPATH": "1"}),
     "python": ((), {"VRANGEEMU_FASTPATH": "0"}),
     "ptrace": (("--trap", "ptrace"), {}),
 }
@@ -112,7 +112,7 @@ def test_the_programs_own_preload_still_loads(build, tmp_path):
     subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(lib), str(src)], check=True)
     proc = subprocess.run([*VRANGE_RUN, "-v", build("vrange_script")], input="map A 4 anon\n"
                           "vol A 0 4 0\nnonvol A 0 4\n",
-                          env={**os.environ, "LD_PRELOAD": str(lib), "VRANGEEMU_INPROC": "1"},
+                          env={**os.environ, "LD_PRELOAD": str(lib), **PATHS["inproc"][1]},
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "their preload" in proc.stderr
@@ -123,5 +123,5 @@ def test_inproc_off_leaves_no_library_in_the_program(build):
     proc = vrange_run("--inproc", "off", "sh", "-c", 'echo "[$LD_PRELOAD]"', timeout=30)
     assert proc.returncode == 0 and proc.stdout == "[]\n", (proc.stdout, proc.stderr)
     proc = vrange_run("sh", "-c", 'echo "[$LD_PRELOAD]"', timeout=30,
-                      env={**os.environ, "VRANGEEMU_INPROC": "1"})
+                      env={**os.environ, **PATHS["inproc"][1]})
     assert "_inproc" in proc.stdout, proc.stdout

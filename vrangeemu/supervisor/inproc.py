@@ -19,7 +19,6 @@ import os
 import select
 
 from ..abi import NONVOLATILE, VOLATILE
-from ..linux import inproc
 from ..linux.errors import check
 from ..observe.events import Call
 from .._native import ffi, lib
@@ -151,10 +150,11 @@ class InProcess:
         slot, buf = space.slot, self._ops
         lib.vr_fast_rearm(slot)   # before the log is read: no wake-up is lost
         emit = self.native.bus.emit if self.native.bus.wants(Call) else None
-        # A VOLATILE followed at once by the NONVOLATILE of the same range,
-        # with nothing volatile there before, leaves the model as it was:
-        # only the counts change (an allocator's common pair; the model's
-        # cost would bound how fast a program can make calls).
+        # A VOLATILE followed at once by the re-pin of the same range, where
+        # nothing is purged or trapped, is consumed in C and applied here as
+        # one op (an allocator's common pair: the model's cost per call would
+        # bound how fast a program can make them).  Not while a purge is
+        # under way (re-pins settle with it) or calls are traced one by one.
         pairs = emit is None and not final and not space.purge_under_way
         repinned = False
         # At most a log's worth: that covers every entry published before
@@ -162,22 +162,24 @@ class InProcess:
         # logs as fast as we apply cannot keep the loop from its other work.
         left = lib.VR_REGION_CELLS
         while left > 0:
-            n = lib.vr_fast_take(slot, buf, min(TAKE, left))
+            if pairs:
+                n = lib.vr_fast_take_pairs(slot, buf, min(TAKE, left))
+                if n > 0:
+                    left -= n
+                    self._pairs(space, ffi.unpack(buf, WORDS * n))
+                    continue
+            # Then the entry C left (just the one while pairs may follow it).
+            n = lib.vr_fast_take(slot, buf, 1 if pairs else min(TAKE, left))
             if n <= 0:
                 break
             left -= n
             words = ffi.unpack(buf, WORDS * n)
-            i = 0
-            while i < n:
-                start, end, pos, flags = words[WORDS * i:WORDS * i + WORDS]
-                i += 1
+            for at in range(0, WORDS * n, WORDS):
+                start, end, pos, flags = words[at:at + WORDS]
                 if flags & lib.VR_OPF_CANCELLED:
                     consume(slot, pos, 0)
                     continue
                 volatile = bool(flags & lib.VR_OPF_VOLATILE)
-                if volatile and pairs and i < n and self._pair(space, words, i, start, end, pos):
-                    i += 1
-                    continue
                 purged = False
                 if not volatile and not final:
                     purged, met = self._repin(space, start, end)
@@ -195,29 +197,26 @@ class InProcess:
                               purged_bytes=space.ranges.purged_bytes))
         self._after(space, repinned)
 
-    def _pair(self, space, words, i, start, end, pos):
-        """The entry before `i` is a VOLATILE of [start, end) at `pos`: if
-        entry `i` re-pins exactly that range and nothing there was volatile
-        or trapped, apply the pair as counts alone.  False: apply it alone."""
-        at = WORDS * i
-        if (words[at] != start or words[at + 1] != end
-                or words[at + 3] & (lib.VR_OPF_VOLATILE | lib.VR_OPF_CANCELLED)):
-            return False
-        npos = words[at + 2]
-        if space.ranges.overlapping(start, end) or (space.trapped and
-                                                    space.trapped.overlapping(start, end)):
-            return False
-        slot = space.slot
-        consume(slot, pos, 0)
-        if not consume(slot, npos, 0):   # the re-pin was cancelled: the mark stands
-            calls.apply(space, True, start, end, bool(words[WORDS * i - 1] & lib.VR_OPF_PARTIAL))
-            return True
-        stats = space.stats
-        stats.calls += 2
-        stats.volatile_calls += 1
-        stats.marked_bytes += end - start
-        stats.volatile_peak = max(stats.volatile_peak, space.ranges.volatile_bytes + end - start)
-        return True
+    @staticmethod
+    def _pairs(space, words):
+        """Ops of vr_fast_take_pairs: a pair over memory where nothing was
+        volatile leaves the model as it was, so only the counts change;
+        elsewhere it is applied as its two calls.  A VOLATILE whose re-pin
+        was cancelled is applied alone."""
+        ranges, stats = space.ranges, space.stats
+        for at in range(0, len(words), WORDS):
+            start, end, _, flags = words[at:at + WORDS]
+            partial = bool(flags & lib.VR_OPF_PARTIAL)
+            if not flags & lib.VR_OPF_PAIR:
+                calls.apply(space, True, start, end, partial)
+            elif ranges.overlapping(start, end):
+                calls.apply(space, True, start, end, partial)
+                calls.apply(space, False, start, end)
+            else:
+                stats.calls += 2
+                stats.volatile_calls += 1
+                stats.marked_bytes += end - start
+                stats.volatile_peak = max(stats.volatile_peak, ranges.volatile_bytes + end - start)
 
     def _repin(self, space, start, end):
         """What a re-pin served in Python does before its answer: settle a
