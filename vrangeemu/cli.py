@@ -126,7 +126,7 @@ def parse_args(argv):
                              "call; for kernels before 5.0)")
     parser.add_argument("--inproc", choices=("on", "off"), default="on",
                         help="answer calls made through libc's syscall() inside the program, "
-                             "by a library vrange-run preloads (default on, about 1 us a "
+                             "by a library vrange-run preloads (default on, about 0.7 us a "
                              "call); calls it cannot answer alone, inline syscall "
                              "instructions, static or setuid programs, and --trap ptrace "
                              "use the trap")
