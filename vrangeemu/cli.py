@@ -221,6 +221,10 @@ def _check_syscall_nr(parser, opts):
 
 def main(argv=None):
     signal.pthread_sigmask(signal.SIG_BLOCK, HELD_SIGNALS)   # first: see HELD_SIGNALS
+    # A purge request before the supervisor reads its signals waits for it
+    # (there is nothing to purge yet): SIGUSR1's default would end
+    # vrange-run, e.g. while python-ptrace's import runs ldconfig -p.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
     opts = parse_args(sys.argv[1:] if argv is None else argv)
     import platform
 

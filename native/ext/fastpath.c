@@ -347,47 +347,10 @@ static uint64_t now_ns(void)
     return t.tv_sec * 1000000000ULL + t.tv_nsec;
 }
 
-/* Decode a call's arguments as the profile says (abi.Profile.decode).
- * 1: the arguments are valid and the mode known, `out` holds what is asked;
- * 0: not for the native path (Python decides, e.g. answers EINVAL).
- * Inlined into serve_one (the hot path); exported as vr_fast_decode, which
- * tests/test_native_decode.py checks against abi.py. */
-static inline int decode(const struct vr_fast_profile *p, const uint64_t args[6],
-                         struct vr_fast_call *out)
-{
-    uint64_t start = args[0];
-    uint64_t len = args[1] & ~(PAGE - 1);
-    uint32_t mode = (uint32_t)args[2];
-    int volatile_ = mode == (uint32_t)p->mode_volatile;
-    int partial = 0;
-    if (!volatile_ && mode != (uint32_t)p->mode_nonvolatile)
-        return 0;
-    if (p->flags_arg >= 0) {
-        uint32_t flags = (uint32_t)args[p->flags_arg];
-        if (flags & ~p->allowed_flags)
-            return 0;
-        partial = flags & 1;
-    }
-    if (p->behavior_arg >= 0) {
-        uint32_t behavior = (uint32_t)args[p->behavior_arg];
-        if (behavior > 1)
-            return 0;
-        partial = behavior == 1;
-    }
-    if ((start & (PAGE - 1)) || len == 0 || start + len > p->user_end || start + len < start)
-        return 0;
-    out->start = start;
-    out->len = len;
-    out->purged_ptr = p->purged_arg >= 0 ? args[p->purged_arg] : 0;
-    out->is_volatile = volatile_;
-    out->partial = partial;
-    return 1;
-}
-
 int vr_fast_decode(const struct vr_fast_profile *p, const uint64_t args[6],
                    struct vr_fast_call *out)
 {
-    return decode(p, args, out);
+    return vr_decode(p, args, out);
 }
 
 /* Serve `n` if it needs no decision: 1 answered (op logged), 0 hand back,
@@ -421,7 +384,7 @@ static int serve_one(const struct vr_fast_profile *p, int listener,
     uint64_t args[6];   /* the kernel's __u64 as uint64_t, without aliasing them */
     memcpy(args, n->data.args, sizeof args);
     struct vr_fast_call call;
-    if (!decode(p, args, &call))
+    if (!vr_decode(p, args, &call))
         return 0;
     uint64_t start = call.start, len = call.len, purged_ptr = call.purged_ptr;
     int volatile_ = call.is_volatile;
@@ -584,15 +547,7 @@ int vr_fast_attach(int slot, int memfd, const struct vr_fast_profile *p)
         vr_region_unmap(r);
         return held;
     }
-    r->nr = p->nr;
-    r->mode_volatile = p->mode_volatile;
-    r->mode_nonvolatile = p->mode_nonvolatile;
-    r->returns_purged = p->returns_purged;
-    r->purged_arg = p->purged_arg;
-    r->flags_arg = p->flags_arg;
-    r->behavior_arg = p->behavior_arg;
-    r->allowed_flags = p->allowed_flags;
-    r->user_end = p->user_end;
+    r->profile = *p;
     s->region = r;
     region_sync(s);
     __atomic_store_n(&r->ready, 1, __ATOMIC_RELEASE);

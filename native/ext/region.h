@@ -8,6 +8,7 @@
  * way (claim), locks to check, the runs a NONVOLATILE must not meet
  * (purged pages and SIGBUS-trapped spans) and the RSS budget's deadline.
  * docs/design.md "The in-process path" gives the protocol and its proof.
+ * Include vrnative.h (after <linux/seccomp.h>) first: it has no guard.
  */
 #ifndef VR_REGION_H
 #define VR_REGION_H
@@ -68,11 +69,7 @@ struct vr_region {
      * robust mutex, so the kernel marks it FUTEX_OWNER_DIED if vrange-run
      * dies, and the library leaves every call to the trap (ENOSYS). */
     pthread_mutex_t alive;
-    /* The call's layout (struct vr_fast_profile), written at attach. */
-    int32_t nr, mode_volatile, mode_nonvolatile, returns_purged;
-    int32_t purged_arg, flags_arg, behavior_arg;
-    uint32_t allowed_flags;
-    uint64_t user_end;
+    struct vr_fast_profile profile;   /* the call's layout, written at attach */
     /* Written by the supervisor, read by the library. */
     uint32_t claim;           /* a purge is under way: NONVOLATILE goes to it */
     uint32_t lock_check;      /* the space locked memory: VOLATILE goes to it */
@@ -89,6 +86,44 @@ struct vr_region {
     struct vr_cell cells[VR_REGION_CELLS];
     uint64_t runs[2 * VR_REGION_RUNS];   /* sorted, disjoint (start, end) */
 };
+
+/* Decode a call's arguments as the profile says (abi.Profile.decode).
+ * 1: the arguments are valid and the mode known, `out` holds what is asked;
+ * 0: not for the native path (Python decides, e.g. answers EINVAL).
+ * Inlined into fastpath.c's serve_one and the in-process library's serve
+ * (the hot paths); exported as vr_fast_decode, which
+ * tests/test_native_decode.py checks against abi.py. */
+static inline int vr_decode(const struct vr_fast_profile *p, const uint64_t args[6],
+                            struct vr_fast_call *out)
+{
+    uint64_t start = args[0];
+    uint64_t len = args[1] & ~(4096ULL - 1);
+    uint32_t mode = (uint32_t)args[2];
+    int volatile_ = mode == (uint32_t)p->mode_volatile;
+    int partial = 0;
+    if (!volatile_ && mode != (uint32_t)p->mode_nonvolatile)
+        return 0;
+    if (p->flags_arg >= 0) {
+        uint32_t flags = (uint32_t)args[p->flags_arg];
+        if (flags & ~p->allowed_flags)
+            return 0;
+        partial = flags & 1;
+    }
+    if (p->behavior_arg >= 0) {
+        uint32_t behavior = (uint32_t)args[p->behavior_arg];
+        if (behavior > 1)
+            return 0;
+        partial = behavior == 1;
+    }
+    if ((start & (4096ULL - 1)) || len == 0 || start + len > p->user_end || start + len < start)
+        return 0;
+    out->start = start;
+    out->len = len;
+    out->purged_ptr = p->purged_arg >= 0 ? args[p->purged_arg] : 0;
+    out->is_volatile = volatile_;
+    out->partial = partial;
+    return 1;
+}
 
 /* The supervisor still holds `alive` (glibc's futex word comes first). */
 static inline int vr_region_served(struct vr_region *r)

@@ -42,6 +42,9 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 
+#include <linux/seccomp.h>
+
+#include "../ext/vrnative.h"
 #include "../ext/region.h"
 
 #define PAGE 4096ULL
@@ -329,29 +332,11 @@ static int serve(const long a[6], long *ret)
     /* A vfork (or CLONE_VM) child shares this memory but not our fds. */
     if (raw6(SYS_getpid, 0, 0, 0, 0, 0, 0) != l->pid)
         return 0;
-    /* Decode as abi.Profile.decode (fastpath.c decode). */
-    uint64_t start = (uint64_t)a[0], len = (uint64_t)a[1] & ~(PAGE - 1);
-    uint32_t mode = (uint32_t)a[2];
-    int volatile_ = mode == (uint32_t)r->mode_volatile, partial = 0;
-    if (!volatile_ && mode != (uint32_t)r->mode_nonvolatile)
+    struct vr_fast_call call;
+    if (!vr_decode(&r->profile, (const uint64_t *)a, &call) || call.len / PAGE > VR_CELL_MAX_PAGES)
         return 0;
-    if (r->flags_arg >= 0) {
-        uint32_t flags = (uint32_t)a[r->flags_arg];
-        if (flags & ~r->allowed_flags)
-            return 0;
-        partial = flags & 1;
-    }
-    if (r->behavior_arg >= 0) {
-        uint32_t behavior = (uint32_t)a[r->behavior_arg];
-        if (behavior > 1)
-            return 0;
-        partial = behavior == 1;
-    }
-    uint64_t end = start + len;
-    if ((start & (PAGE - 1)) || len == 0 || end > r->user_end || end < start ||
-        len / PAGE > VR_CELL_MAX_PAGES)
-        return 0;
-    uint64_t ptr = r->purged_arg >= 0 ? (uint64_t)a[r->purged_arg] : 0;
+    int volatile_ = call.is_volatile, partial = call.partial;
+    uint64_t start = call.start, len = call.len, end = start + len, ptr = call.purged_ptr;
     uint64_t deadline = __atomic_load_n(&r->budget_deadline, __ATOMIC_ACQUIRE);
     if (deadline && now_ns() >= deadline)
         return 0;   /* at the RSS budget's mark: the supervisor purges first */
@@ -387,7 +372,7 @@ static int serve(const long a[6], long *ret)
     }
     if (ptr)
         *(volatile int *)(uintptr_t)ptr = purged;
-    *ret = r->returns_purged ? purged : (long)len;
+    *ret = r->profile.returns_purged ? purged : (long)len;
     __atomic_fetch_add(&r->served, 1, __ATOMIC_RELAXED);
     /* Half the log waits: wake the supervisor, once until it has drained. */
     if (pos - (uint32_t)__atomic_load_n(&r->tail, __ATOMIC_RELAXED) >= VR_REGION_CELLS / 2)

@@ -76,3 +76,24 @@ def test_a_signal_while_setting_up_ends_the_run_before_the_program_starts(tmp_pa
 def _status_field(pid, name):
     with open(f"/proc/{pid}/status") as f:
         return next(line.split()[1] for line in f if line.startswith(name + ":"))
+
+
+def test_purge_requests_from_the_first_child_on_do_not_end_vrange_run():
+    # python-ptrace's import runs `ldconfig -p` as vrange-run's first child,
+    # before the supervisor reads its signals: a test (or user) that waited
+    # for vrange-run to have a child and then sent SIGUSR1 killed it (-10).
+    for _ in range(5):
+        with spawned([*VRANGE_RUN, "--pressure", "none", "/bin/sleep", "0.1"]) as proc:
+            children = f"/proc/{proc.pid}/task/{proc.pid}/children"
+            deadline = time.monotonic() + 30
+            while proc.proc.poll() is None and time.monotonic() < deadline:   # no sleep:
+                with open(children) as f:                                       # that child
+                    if f.read().strip():                                        # is brief
+                        break
+            while proc.proc.poll() is None:
+                try:
+                    os.kill(proc.pid, signal.SIGUSR1)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.0005)
+            assert proc.proc.wait(timeout=30) == 0
