@@ -97,10 +97,8 @@ int vr_fast_slot(int slot, int maps_fd, int lock_check)
         slots = grown;
         nslots = n;
     }
-    if (maps_fd < 0) {   /* the space is gone */
-        vr_region_unmap(slots[slot].region);
-        slots[slot].region = NULL;
-    }
+    if (maps_fd < 0)   /* the space is gone */
+        vr_fast_detach(slot);
     slots[slot].maps_fd = maps_fd;
     slots[slot].lock_check = lock_check;
     slots[slot].repin_all = 0;
@@ -324,22 +322,6 @@ static int meets_purged(const struct slot *s, uint64_t start, uint64_t end)
     return lo < s->npurged && s->purged[2 * lo] < end;
 }
 
-/* 1 if [start, end) is covered by private, writable, anonymous 4 KiB-page
- * mappings (what needs no decision), 0 if not or unsure. */
-static int plain_anon(int maps_fd, uint64_t start, uint64_t end)
-{
-    struct vr_vma q;
-    uint64_t at = start;
-    while (at < end) {
-        if (vr_vma_query(maps_fd, at, &q, NULL, 0) || q.vma_start > at)
-            return 0;
-        if ((q.vma_flags & 8) || !(q.vma_flags & 2) || q.inode || q.vma_page_size != PAGE)
-            return 0;
-        at = q.vma_end;
-    }
-    return 1;
-}
-
 static uint64_t now_ns(void)
 {
     struct timespec t;
@@ -393,7 +375,7 @@ static int serve_one(const struct vr_fast_profile *p, int listener,
         return 0;   /* at the budget's high mark: Python purges first */
     if (volatile_ ? s->lock_check : s->repin_all || meets_purged(s, start, start + len))
         return 0;
-    if (!plain_anon(s->maps_fd, start, start + len))
+    if (!vr_plain_anon(s->maps_fd, start, start + len))
         return 0;
     if (purged_ptr) {
         /* The tid could be reused once the caller is gone: check first. */

@@ -12,9 +12,12 @@
  */
 #ifndef VR_REGION_H
 #define VR_REGION_H
+#include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <string.h>
 #include <linux/futex.h>
+#include <sys/ioctl.h>
 
 #define VR_REGION_MAGIC 0x316e6f6967657276ULL   /* "vregion1" */
 #ifndef VR_REGION_CELLS   /* also in vrnative.h, for Python */
@@ -122,6 +125,40 @@ static inline int vr_decode(const struct vr_fast_profile *p, const uint64_t args
     out->purged_ptr = p->purged_arg >= 0 ? args[p->purged_arg] : 0;
     out->is_volatile = volatile_;
     out->partial = partial;
+    return 1;
+}
+
+#define VR_PROCMAP_QUERY _IOWR('f', 17, struct vr_vma)
+
+/* PROCMAP_QUERY on a maps fd: the VMA covering `addr`, or the next one;
+ * with `name`, its name too.  0 or -errno.  (vrnative.c's vr_vma_query for
+ * Python; fastpath.c and the in-process library inline it.) */
+static inline int vr_vma_at(int maps_fd, uint64_t addr, struct vr_vma *q, char *name,
+                            uint32_t name_size)
+{
+    memset(q, 0, sizeof *q);
+    q->size = sizeof *q;
+    q->query_flags = VR_VMA_COVERING_OR_NEXT;
+    q->query_addr = addr;
+    if (name) {
+        q->vma_name_addr = (uint64_t)(uintptr_t)name;
+        q->vma_name_size = name_size;
+        name[0] = 0;
+    }
+    return ioctl(maps_fd, VR_PROCMAP_QUERY, q) ? -errno : 0;
+}
+
+/* 1 if [start, end) is covered by private, writable, anonymous 4 KiB-page
+ * mappings (what needs no decision), 0 if not or unsure. */
+static inline int vr_plain_anon(int maps_fd, uint64_t start, uint64_t end)
+{
+    struct vr_vma q;
+    for (uint64_t at = start; at < end; at = q.vma_end) {
+        if (vr_vma_at(maps_fd, at, &q, NULL, 0) || q.vma_start > at)
+            return 0;
+        if ((q.vma_flags & 8) || !(q.vma_flags & 2) || q.inode || q.vma_page_size != 4096)
+            return 0;
+    }
     return 1;
 }
 

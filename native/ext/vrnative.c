@@ -30,6 +30,7 @@
 #include <sys/wait.h>
 
 #include "vrnative.h"
+#include "region.h"
 
 /* Debian's headers are older than the kernels we run on. */
 #ifndef SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
@@ -41,7 +42,6 @@
 #ifndef SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP
 #define SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (1UL << 0)
 #endif
-#define PROCMAP_QUERY _IOWR('f', 17, struct vr_vma)
 
 /* Stages reported back through the error pipe when the child fails. */
 enum { STAGE_NNP = 1, STAGE_FILTER = 2, STAGE_SEND = 3, STAGE_EXEC = 4, STAGE_CGROUP = 5 };
@@ -296,16 +296,7 @@ int vr_write_i32(int pid, uint64_t addr, int32_t value)
 int vr_vma_query(int maps_fd, uint64_t addr, struct vr_vma *q, char *name,
                  uint32_t name_size)
 {
-    memset(q, 0, sizeof *q);
-    q->size = sizeof *q;
-    q->query_flags = VR_VMA_COVERING_OR_NEXT;
-    q->query_addr = addr;
-    if (name) {
-        q->vma_name_addr = (uint64_t)(uintptr_t)name;
-        q->vma_name_size = name_size;
-        name[0] = 0;
-    }
-    return ioctl(maps_fd, PROCMAP_QUERY, q) ? -errno : 0;
+    return vr_vma_at(maps_fd, addr, q, name, name_size);
 }
 
 int vr_signalfd(const int *signals, int count)

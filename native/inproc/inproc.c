@@ -29,7 +29,6 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -38,7 +37,6 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/eventfd.h>
-#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 
@@ -49,14 +47,6 @@
 
 #define PAGE 4096ULL
 #define EXPORT __attribute__((visibility("default")))
-
-struct vma_query {   /* struct procmap_query (Linux 6.11+) */
-    uint64_t size, query_flags, query_addr, vma_start, vma_end, vma_flags;
-    uint64_t vma_page_size, vma_offset, inode;
-    uint32_t dev_major, dev_minor, vma_name_size, build_id_size;
-    uint64_t vma_name_addr, build_id_addr;
-};
-#define PROCMAP_QUERY _IOWR('f', 17, struct vma_query)
 
 /* On a MADV_WIPEONFORK page: a forked child reads zeros and starts over. */
 struct local {
@@ -119,28 +109,6 @@ static uint64_t now_ns(void)
     return t.tv_sec * 1000000000ULL + t.tv_nsec;
 }
 
-static int query(int fd, uint64_t addr, struct vma_query *q)
-{
-    memset(q, 0, sizeof *q);
-    q->size = sizeof *q;
-    q->query_addr = addr;
-    return ioctl(fd, PROCMAP_QUERY, q);
-}
-
-/* [start, end) is private, writable, anonymous 4 KiB-page memory
- * (fastpath.c plain_anon: what needs no decision). */
-static int plain_anon(int fd, uint64_t start, uint64_t end)
-{
-    struct vma_query q;
-    for (uint64_t at = start; at < end; at = q.vma_end) {
-        if (query(fd, at, &q) || q.vma_start > at)
-            return 0;
-        if ((q.vma_flags & 8) || !(q.vma_flags & 2) || q.inode || q.vma_page_size != PAGE)
-            return 0;
-    }
-    return 1;
-}
-
 static int writable_int(int fd, uint64_t addr)
 {
     /* Most callers pass an int on their stack.  On the main thread's stack
@@ -148,21 +116,17 @@ static int writable_int(int fd, uint64_t addr)
      * our stack pointer to the mapping's end is mapped and writable, so once
      * that end is known such a pointer needs no query. */
     uint64_t sp = (uint64_t)(uintptr_t)__builtin_frame_address(0);
-    struct vma_query q;
+    struct vr_vma q;
     if (main_stack_end == 0) {
-        char name[16] = "";
-        memset(&q, 0, sizeof q);
-        q.size = sizeof q;
-        q.query_addr = sp;
-        q.vma_name_addr = (uint64_t)(uintptr_t)name;
-        q.vma_name_size = sizeof name;
+        char name[16];
         main_stack_end = 1;   /* looked: not on it */
-        if (!ioctl(fd, PROCMAP_QUERY, &q) && !strcmp(name, "[stack]"))
+        if (!vr_vma_at(fd, sp, &q, name, sizeof name) && q.vma_start <= sp &&
+            !strcmp(name, "[stack]"))
             main_stack_lo = q.vma_start, main_stack_end = q.vma_end;
     }
     if (main_stack_lo <= sp && sp <= addr && addr + 4 <= main_stack_end)
         return 1;
-    return !query(fd, addr, &q) && q.vma_start <= addr && addr + 4 <= q.vma_end &&
+    return !vr_vma_at(fd, addr, &q, NULL, 0) && q.vma_start <= addr && addr + 4 <= q.vma_end &&
            (q.vma_flags & 2);
 }
 
@@ -350,7 +314,7 @@ static int serve(const long a[6], long *ret)
     if (volatile_ ? (int)__atomic_load_n(&r->lock_check, __ATOMIC_ACQUIRE)
                   : meets_runs(r, start, end))
         return 0;
-    if (!plain_anon(l->maps_fd, start, end))
+    if (!vr_plain_anon(l->maps_fd, start, end))
         return 0;
     if (ptr && ((ptr & 3) || meets_runs(r, ptr & ~(PAGE - 1), ptr + 4) ||
                 (!(start <= ptr && ptr + 4 <= end) && !writable_int(l->maps_fd, ptr))))

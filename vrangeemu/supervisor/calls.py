@@ -113,6 +113,18 @@ def apply(space, volatile, start, stop, partial=False, purged=False):
         stats.purged_answers += purged
 
 
+def count_pair(space, start, stop):
+    """A VOLATILE of [start, stop) and its re-pin right after, over memory
+    where nothing was volatile (applied together, from the in-process log):
+    the model is as it was, only the counts change, as apply() would count
+    the two calls."""
+    stats = space.stats
+    stats.calls += 2
+    stats.volatile_calls += 1
+    stats.marked_bytes += stop - start
+    stats.volatile_peak = max(stats.volatile_peak, space.ranges.volatile_bytes + stop - start)
+
+
 def _refuse(space, call, err):
     def commit():
         space.stats.calls += 1

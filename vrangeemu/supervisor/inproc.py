@@ -85,7 +85,7 @@ class InProcess:
         return True
 
     def has(self, space):
-        return space.slot in self._spaces and self._spaces[space.slot] is space
+        return self._spaces.get(space.slot) is space
 
     def detach(self, space):
         """`space` is gone (exit or exec): the rest of its log, then forget it."""
@@ -118,12 +118,13 @@ class InProcess:
     # --- the log --------------------------------------------------------------------
     def woken(self):
         """The epoll fd was readable: drain the spaces whose library asked."""
+        slots = {fd: slot for slot, fd in self._efds.items()}
         for fd, _ in self._epoll.poll(0):
             try:
                 os.read(fd, 8)
             except BlockingIOError:
                 pass
-        self.drain_all()
+            self.drain(self._spaces[slots[fd]])
 
     def drain_all(self):
         for space in list(self._spaces.values()):
@@ -195,7 +196,8 @@ class InProcess:
                               errno=0, purged=purged, path="inproc",
                               volatile=space.ranges.volatile_bytes,
                               purged_bytes=space.ranges.purged_bytes))
-        self._after(space, repinned)
+        if repinned:   # purged runs or trapped spans ended: push them again
+            self.native.sync_purged(space)
 
     @staticmethod
     def _pairs(space, words):
@@ -203,20 +205,16 @@ class InProcess:
         volatile leaves the model as it was, so only the counts change;
         elsewhere it is applied as its two calls.  A VOLATILE whose re-pin
         was cancelled is applied alone."""
-        ranges, stats = space.ranges, space.stats
         for at in range(0, len(words), WORDS):
             start, end, _, flags = words[at:at + WORDS]
             partial = bool(flags & lib.VR_OPF_PARTIAL)
             if not flags & lib.VR_OPF_PAIR:
                 calls.apply(space, True, start, end, partial)
-            elif ranges.overlapping(start, end):
+            elif space.ranges.overlapping(start, end):
                 calls.apply(space, True, start, end, partial)
                 calls.apply(space, False, start, end)
             else:
-                stats.calls += 2
-                stats.volatile_calls += 1
-                stats.marked_bytes += end - start
-                stats.volatile_peak = max(stats.volatile_peak, ranges.volatile_bytes + end - start)
+                calls.count_pair(space, start, end)
 
     def _repin(self, space, start, end):
         """What a re-pin served in Python does before its answer: settle a
@@ -230,11 +228,6 @@ class InProcess:
             self.purger.unpin(space, (start, end))
         return purged, met
 
-    def _after(self, space, repinned):
-        if space.ranges:
-            self.native.unfollow(space)
-        if repinned:   # purged runs or trapped spans ended: push them again
-            self.native.sync_purged(space)
 
 
 def _take_fd(pid, fd):

@@ -23,10 +23,13 @@ from . import calls
 from .inproc import InProcess
 
 
-def _mirrored(name, doc):
+def _mirrored(name, doc, part="loop"):
+    """An operation passed on to `part` ("loop", or "inproc"), a no-op while
+    that part is off."""
     def operation(self, *args):
-        if self.loop:
-            getattr(self.loop, name)(*args)
+        target = getattr(self, part)
+        if target:
+            getattr(target, name)(*args)
     operation.__name__, operation.__doc__ = name, doc
     return operation
 
@@ -123,24 +126,13 @@ class NativeCalls:
         """The in-process library of `space` said hello: True if attached."""
         return self.inproc is not None and self.inproc.attach(space, memfd, efd)
 
-    def drain(self, space):
-        """Apply the in-process log of `space` before its model is read."""
-        if self.inproc is not None:
-            self.inproc.drain(space)
-
-    def drain_all(self):
-        if self.inproc is not None:
-            self.inproc.drain_all()
-
-    def release(self):
-        """After an internal error: every library leaves its calls to the trap."""
-        if self.inproc is not None:
-            self.inproc.release()
-
-    def claim(self, space):
-        """A purge of `space` starts: its library leaves re-pins to us."""
-        if self.inproc is not None:
-            self.inproc.claim(space)
+    drain = _mirrored("drain", "Apply the in-process log of a space before its model is read.",
+                      "inproc")
+    drain_all = _mirrored("drain_all", "The same for every space.", "inproc")
+    release = _mirrored("release", "After an internal error: every library leaves its calls "
+                                   "to the trap.", "inproc")
+    claim = _mirrored("claim", "A purge of a space starts: its library leaves re-pins to us.",
+                      "inproc")
 
     def drop(self, space):
         """Free the slot of a space that is gone (its in-process log applied first)."""
